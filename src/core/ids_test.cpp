@@ -1,0 +1,31 @@
+#include "core/ids.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace parley::core {
+namespace {
+
+TEST(Ids, UniqueSortableAndWellFormed) {
+    std::set<std::string> seen;
+    std::string previous;
+    for (int i = 0; i < 10000; ++i) {
+        auto id = new_id();
+        EXPECT_TRUE(looks_like_id(id)) << id;
+        EXPECT_TRUE(seen.insert(id).second);
+        EXPECT_GE(id.substr(0, 10), previous.substr(0, std::min<std::size_t>(10, previous.size())));
+        previous = id;
+    }
+    EXPECT_FALSE(looks_like_id("abc"));
+    EXPECT_FALSE(looks_like_id("0123456789ABCDEFGHJKMNPQRU"));  // U is not Crockford
+}
+
+TEST(Ids, RandomHex) {
+    auto a = random_hex(32);
+    EXPECT_EQ(a.size(), 64u);
+    EXPECT_NE(a, random_hex(32));
+}
+
+}  // namespace
+}  // namespace parley::core
