@@ -60,3 +60,19 @@ TEST(Config, EveryKeyIsSettable) {
 
 }  // namespace
 }  // namespace parley::core
+
+namespace parley::core {
+namespace {
+
+TEST(Config, EveryKeyIsDocumented) {
+    std::ifstream in(std::string(PARLEY_SOURCE_DIR) + "/docs/configuration.md");
+    ASSERT_TRUE(in) << "docs/configuration.md is missing";
+    std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const auto& key : config_keys()) {
+        EXPECT_NE(doc.find("| `" + std::string(key.name) + "` |"), std::string::npos)
+            << key.name << " is not documented in docs/configuration.md";
+    }
+}
+
+}  // namespace
+}  // namespace parley::core

@@ -99,6 +99,7 @@ struct StoreStats {
     std::uint64_t transactions = 0;   ///< write() callbacks committed
     std::uint64_t failed = 0;         ///< write() callbacks that threw (rolled back alone)
     std::size_t queue_depth = 0;      ///< write() callbacks waiting for the writer
+    std::uint64_t checkpoints = 0;    ///< background WAL checkpoints run (SQLite)
 };
 
 /// The database. Thread-safety: every method may be called from any thread.
@@ -133,7 +134,8 @@ public:
 
     virtual StoreStats stats() const = 0;
 
-    /// Finishes queued writes, stops the writer, closes connections. Further calls throw.
+    /// Finishes queued writes, stops the writer, closes connections. Further calls throw, except close() itself,
+    /// which is a no-op once closed (so an explicit close() before destruction is always safe).
     virtual void close() = 0;
 };
 
