@@ -118,7 +118,12 @@ public:
         const Route* route = nullptr;
         std::vector<std::pair<std::string, std::string>> params;
         bool path_known = false;  ///< some route matches the path with another method (405 instead of 404)
+        std::vector<Method> allowed;   ///< when path_known: the methods that path accepts (the `Allow` header)
+        std::size_t route_index = 0;   ///< position of `route` in routes() (per-route metrics)
     };
+    /// `path` is the path as sent (percent-encoded, without the query): segments are split first and decoded
+    /// after, so an encoded '/' stays inside a parameter. A segment with invalid encoding or NUL matches no
+    /// route. HEAD falls back to the GET route of the same path.
     Match match(Method method, std::string_view path) const;
 
     const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
