@@ -1,0 +1,204 @@
+#include "app/app.h"
+
+#include <sys/stat.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fmt/format.h>
+#include <future>
+#include <iostream>
+#include <thread>
+
+#include "app/commands.h"
+#include "auth/auth.h"
+#include "auth/secret_key.h"
+#include "auth/settings.h"
+#include "core/clock.h"
+#include "core/ids.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "events/events.h"
+#include "http/http.h"
+#include "store/store.h"
+
+namespace parley::app {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kDatabaseFile = "parley.db";
+
+std::vector<store::Migration> all_migrations() {
+    std::vector<store::Migration> out;
+    for (auto& m : auth::migrations()) out.push_back(m);
+    return out;
+}
+
+unsigned thread_count(const core::Config& config) {
+    if (config.threads > 0) return config.threads;
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
+void prepare_data_dir(const std::string& dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw std::runtime_error(fmt::format("cannot create data dir '{}': {}", dir, ec.message()));
+    ::chmod(dir.c_str(), 0700);
+}
+
+}  // namespace
+
+struct App::Impl {
+    explicit Impl(core::Config c) : config(std::move(c)), io(static_cast<int>(thread_count(config))) {
+        prepare_data_dir(config.data_dir);
+        store::StoreOptions options;
+        options.path = (fs::path(config.data_dir) / kDatabaseFile).string();
+        options.readers = config.db_readers ? config.db_readers : thread_count(config) + 2;
+        db = store::Store::open_sqlite(options, all_migrations(), &metrics);
+
+        settings = std::make_unique<auth::SettingsService>(*db, clock, auth::load_or_create_secret_key(config.data_dir));
+        auth = std::make_unique<auth::AuthService>(*db, clock, *settings, auth::AuthOptions::from_config(config));
+        hub = std::make_unique<events::EventHub>(10'000, &metrics);
+
+        router.add(http::Method::kGet, "/healthz", http::Access::open(),
+                   [](http::Request&) -> asio::awaitable<http::Response> {
+                       co_return http::Response::raw_json(R"({"status":"ok"})");
+                   });
+        router.add(http::Method::kGet, "/metrics", http::Access::open(),
+                   [this](http::Request&) -> asio::awaitable<http::Response> {
+                       co_return http::Response::text(metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
+                   });
+        auth::register_routes(router, *auth);
+        events::register_routes(router, *hub);
+    }
+
+    core::Config config;
+    core::SystemClock clock;
+    core::Metrics metrics;
+    std::unique_ptr<store::Store> db;
+    std::unique_ptr<auth::SettingsService> settings;
+    std::unique_ptr<auth::AuthService> auth;
+    std::unique_ptr<events::EventHub> hub;
+    http::Router router;
+    asio::io_context io;
+    std::unique_ptr<http::Server> server;
+    std::vector<std::thread> threads;
+};
+
+App::App(core::Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+App::~App() {
+    if (!impl_->threads.empty()) {
+        impl_->io.stop();
+        for (auto& t : impl_->threads) t.join();
+    }
+    impl_->server.reset();
+    if (impl_->db) impl_->db->close();
+}
+
+std::string App::bootstrap_admin() {
+    const auto& c = impl_->config;
+    std::string email = c.admin_email.empty() ? "admin@localhost" : c.admin_email;
+    return impl_->auth->ensure_admin(email, c.admin_password).value_or("");
+}
+
+std::uint16_t App::start() {
+    auto& d = *impl_;
+    d.server = std::make_unique<http::Server>(d.io, d.config, d.router, d.metrics,
+                                              d.auth->authenticator());
+    std::uint16_t port = d.server->start(d.config.listen_host, d.config.listen_port);
+    unsigned n = thread_count(d.config);
+    for (unsigned i = 0; i < n; ++i) d.threads.emplace_back([&d] { d.io.run(); });
+    core::log_event(spdlog::level::info, "server_started",
+                    fmt::format(R"("host":{},"port":{},"threads":{},"data":{})", core::json_quote(d.config.listen_host),
+                                port, n, core::json_quote(d.config.data_dir)));
+    return port;
+}
+
+void App::wait_for_signal() {
+    auto& d = *impl_;
+    std::promise<int> signalled;
+    asio::signal_set signals(d.io, SIGTERM, SIGINT);
+    signals.async_wait([&](const boost::system::error_code& ec, int number) {
+        if (!ec) signalled.set_value(number);
+    });
+    int number = signalled.get_future().get();
+    core::log_event(spdlog::level::info, "shutdown_started", fmt::format(R"("signal":{})", number));
+    std::promise<void> drained;
+    d.server->stop([&drained] { drained.set_value(); });
+    drained.get_future().wait();
+    d.io.stop();
+    for (auto& t : d.threads) t.join();
+    d.threads.clear();
+    d.db->close();
+    core::log_event(spdlog::level::info, "shutdown_complete");
+    spdlog::default_logger()->flush();
+}
+
+const http::Router& App::router() const { return impl_->router; }
+store::Store& App::store() { return *impl_->db; }
+
+std::string backup(const core::Config& config, const std::string& dest_dir) {
+    fs::path source = fs::path(config.data_dir) / kDatabaseFile;
+    if (!fs::exists(source)) throw std::runtime_error(fmt::format("no database at '{}'", source.string()));
+    auto now = std::chrono::system_clock::now();
+    std::string stamp = core::format_time(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
+    for (auto& ch : stamp) {
+        if (ch == ':' || ch == '.') ch = '-';
+    }
+    fs::path folder = fs::path(dest_dir) / ("parley-backup-" + stamp);
+    fs::create_directories(folder);
+    ::chmod(folder.c_str(), 0700);
+    store::StoreOptions options;
+    options.path = source.string();
+    options.readers = 1;
+    auto db = store::Store::open_sqlite(options, all_migrations());
+    db->backup((folder / kDatabaseFile).string());
+    db->close();
+    // The secret key travels with the copy: without it, encrypted settings could not be read back.
+    for (const char* name : {"secret.key"}) {
+        fs::path key = fs::path(config.data_dir) / name;
+        if (fs::exists(key)) fs::copy_file(key, folder / name, fs::copy_options::overwrite_existing);
+    }
+    return folder.string();
+}
+
+int print_routes(const core::Config& base) {
+    std::string pattern = (fs::temp_directory_path() / "parley-routes-XXXXXX").string();
+    if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    json::array out;
+    {
+        core::Config config = base;
+        config.data_dir = pattern;
+        App app(config);
+        for (const auto& route : app.router().routes()) {
+            json::object access;
+            switch (route->access.kind) {
+                case http::Access::Kind::kPublic: access["kind"] = "public"; break;
+                case http::Access::Kind::kSignedIn: access["kind"] = "signed_in"; break;
+                case http::Access::Kind::kPermission:
+                    access["kind"] = "permission";
+                    access["module"] = route->access.module;
+                    access["action"] = core::action_name(route->access.action);
+                    break;
+            }
+            out.push_back(json::object{{"method", http::method_name(route->method)},
+                                       {"pattern", route->pattern},
+                                       {"access", access},
+                                       {"websocket", static_cast<bool>(route->websocket)}});
+        }
+    }
+    fs::remove_all(pattern);
+    std::cout << json::serialize(out) << "\n";
+    return 0;
+}
+
+}  // namespace parley::app
