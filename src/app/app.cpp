@@ -2,7 +2,14 @@
 
 #include <sys/stat.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/json.hpp>
 #include <chrono>
@@ -13,7 +20,12 @@
 #include <thread>
 
 #include "app/commands.h"
+#include "actions/actions.h"
 #include "auth/auth.h"
+#include "bots/bots.h"
+#include "bots/dialogs.h"
+#include "bots/routes.h"
+#include "clients/clients.h"
 #include "auth/secret_key.h"
 #include "auth/settings.h"
 #include "core/clock.h"
@@ -38,6 +50,8 @@ constexpr const char* kDatabaseFile = "parley.db";
 std::vector<store::Migration> all_migrations() {
     std::vector<store::Migration> out;
     for (auto& m : auth::migrations()) out.push_back(m);
+    for (auto& m : clients::migrations()) out.push_back(m);
+    for (auto& m : bots::migrations()) out.push_back(m);
     return out;
 }
 
@@ -53,7 +67,21 @@ void prepare_data_dir(const std::string& dir) {
     ::chmod(dir.c_str(), 0700);
 }
 
+/// Instance settings as the scenario runtime reads them (`{{instance_settings.KEY}}`).
+class ScenarioSettings final : public scenario::InstanceSettings {
+public:
+    explicit ScenarioSettings(const auth::InstanceSettings& settings) : settings_(settings) {}
+    std::optional<json::value> get(std::string_view key) const override { return settings_.get(key); }
+
+private:
+    const auth::InstanceSettings& settings_;
+};
+
+constexpr std::string_view kDemoBotName = "Parley demo: support bot";
+
 }  // namespace
+
+extern const char* const kDemoBotDocument;  // examples/demo-bot.json, embedded at build time
 
 struct App::Impl {
     explicit Impl(core::Config c) : config(std::move(c)), io(static_cast<int>(thread_count(config))) {
@@ -66,6 +94,15 @@ struct App::Impl {
         settings = std::make_unique<auth::SettingsService>(*db, clock, auth::load_or_create_secret_key(config.data_dir));
         auth = std::make_unique<auth::AuthService>(*db, clock, *settings, auth::AuthOptions::from_config(config));
         hub = std::make_unique<events::EventHub>(10'000, &metrics);
+        actions::register_builtin_actions(registry);
+        scenario_settings = std::make_unique<ScenarioSettings>(*settings);
+        bot_service = std::make_unique<bots::BotService>(*db, clock, registry);
+        bots::DialogOptions dialog_options;
+        dialog_options.step_limit = config.step_limit;
+        dialog_options.action_timeout_ms = config.action_timeout_ms;
+        dialog_options.record_runs = config.runs_retention_days > 0;
+        dialogs = std::make_unique<bots::DialogService>(*bot_service, registry, scenario_settings.get(), hub.get(),
+                                                        &metrics, dialog_options);
 
         router.add(http::Method::kGet, "/healthz", http::Access::open(),
                    [](http::Request&) -> asio::awaitable<http::Response> {
@@ -77,6 +114,48 @@ struct App::Impl {
                    });
         auth::register_routes(router, *auth);
         events::register_routes(router, *hub);
+        clients::register_routes(router, *db);
+        bots::register_routes(router, *bot_service, *dialogs, registry);
+    }
+
+    /// `--demo`: the demo bot, created once (an existing bot with its name is left as the user changed it).
+    asio::awaitable<void> load_demo() {
+        std::optional<std::string> next;
+        for (const auto& bot : bot_service->list(std::string(kDemoBotName), std::nullopt, std::nullopt, 10, &next)) {
+            if (bot.name == kDemoBotName) co_return;
+        }
+        // Arguments are named first: GCC 12 destroys class-type temporaries of a co_await expression twice.
+        std::string name(kDemoBotName);
+        bots::Bot bot = co_await bot_service->create(std::move(name), true);
+        std::string document = kDemoBotDocument;
+        bots::Author author;
+        std::string note = "demo bot";
+        auto put = co_await bot_service->put_scenario(bot.id, std::move(document), std::move(author), std::move(note));
+        core::log_event(spdlog::level::info, "demo_bot_loaded",
+                        fmt::format(R"("bot":{},"version":{})", core::json_quote(bot.id), put.version));
+    }
+
+    /// Dialogs left waiting for an action by a crash, then the hourly pruning of recorded runs.
+    asio::awaitable<void> maintenance() {
+        try {
+            std::size_t resumed = co_await dialogs->recover();
+            if (resumed) core::log_event(spdlog::level::info, "dialogs_recovered", fmt::format(R"("count":{})", resumed));
+        } catch (const std::exception& e) {
+            core::log_event(spdlog::level::err, "dialogs_recover_failed", fmt::format(R"("message":{})", core::json_quote(e.what())));
+        }
+        asio::steady_timer timer(co_await asio::this_coro::executor);
+        while (config.runs_retention_days > 0) {
+            try {
+                std::int64_t cutoff = clock.now_ms() - std::int64_t{config.runs_retention_days} * 86'400'000;
+                co_await dialogs->prune_runs(cutoff);
+            } catch (const std::exception& e) {
+                core::log_event(spdlog::level::warn, "runs_prune_failed", fmt::format(R"("message":{})", core::json_quote(e.what())));
+            }
+            timer.expires_after(std::chrono::hours(1));
+            boost::system::error_code ec;
+            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) co_return;
+        }
     }
 
     core::Config config;
@@ -86,6 +165,10 @@ struct App::Impl {
     std::unique_ptr<auth::SettingsService> settings;
     std::unique_ptr<auth::AuthService> auth;
     std::unique_ptr<events::EventHub> hub;
+    actions::ActionRegistry registry;
+    std::unique_ptr<ScenarioSettings> scenario_settings;
+    std::unique_ptr<bots::BotService> bot_service;
+    std::unique_ptr<bots::DialogService> dialogs;
     http::Router router;
     asio::io_context io;
     std::unique_ptr<http::Server> server;
@@ -114,6 +197,14 @@ std::uint16_t App::start() {
     d.server = std::make_unique<http::Server>(d.io, d.config, d.router, d.metrics,
                                               d.auth->authenticator());
     std::uint16_t port = d.server->start(d.config.listen_host, d.config.listen_port);
+    if (d.config.demo) {
+        // Before the listener answers anyone: the demo bot is there when `make run` prints its address.
+        auto loaded = asio::co_spawn(d.io, d.load_demo(), asio::use_future);
+        d.io.restart();
+        while (loaded.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) d.io.run_one();
+        loaded.get();
+    }
+    asio::co_spawn(d.io, d.maintenance(), asio::detached);
     unsigned n = thread_count(d.config);
     for (unsigned i = 0; i < n; ++i) d.threads.emplace_back([&d] { d.io.run(); });
     core::log_event(spdlog::level::info, "server_started",

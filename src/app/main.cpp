@@ -62,6 +62,19 @@ int main(int argc, char** argv) {
 
     auto* routes_cmd = cli.add_subcommand("routes", "print every HTTP route with its access rule as JSON");
 
+    auto* scenario_cmd = cli.add_subcommand("scenario", "check and test scenario documents (for CI)");
+    scenario_cmd->require_subcommand(1);
+    auto* lint_cmd = scenario_cmd->add_subcommand("lint", "validate a document: schema errors and lint warnings");
+    std::string lint_file;
+    bool lint_strict = false;
+    lint_cmd->add_option("FILE", lint_file, "scenario document (JSON)")->required();
+    lint_cmd->add_flag("--strict", lint_strict, "warnings fail too");
+    auto* test_cmd = scenario_cmd->add_subcommand("test", "run scripted conversations against a document");
+    std::string test_file;
+    std::string test_cases;
+    test_cmd->add_option("FILE", test_file, "scenario document (JSON)")->required();
+    test_cmd->add_option("CASES", test_cases, "conversation cases (YAML, docs/scenario-testing.md)")->required();
+
     auto* version_cmd = cli.add_subcommand("version", "print the version");
 
     CLI11_PARSE(cli, argc, argv);
@@ -71,6 +84,9 @@ int main(int argc, char** argv) {
             std::cout << "parley " << PARLEY_VERSION << "\n";
             return 0;
         }
+
+        if (lint_cmd->parsed()) return parley::app::scenario_lint(lint_file, lint_strict);
+        if (test_cmd->parsed()) return parley::app::scenario_test(test_file, test_cases);
 
         Config config = load_config(config_file, flags);
         if (serve->parsed()) {

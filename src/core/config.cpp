@@ -58,6 +58,9 @@ const std::vector<ConfigKey>& config_keys() {
         {"public_url", "base URL used in links the server hands out (default http://LISTEN)"},
         {"admin_email", "administrator created on first start (with admin_password)"},
         {"admin_password", "password of that administrator"},
+        {"step_limit", "nodes one bot turn may execute before it ends with error step_limit"},
+        {"action_timeout_ms", "an action that has not answered by then ends with event error (timeout)"},
+        {"runs_retention_days", "recorded bot runs older than this are deleted (0 = do not record runs)"},
         {"log_level", "trace, debug, info, warn, error or off"},
         {"log_format", "json (one object per line) or text"},
     };
@@ -115,6 +118,16 @@ void Config::set(std::string_view key, std::string_view value) {
         admin_email = std::string(value);
     } else if (key == "admin_password") {
         admin_password = std::string(value);
+    } else if (key == "step_limit") {
+        step_limit = parse_number<unsigned>(key, value);
+        if (step_limit < 1 || step_limit > 100'000) {
+            throw std::invalid_argument("config 'step_limit': must be from 1 to 100000");
+        }
+    } else if (key == "action_timeout_ms") {
+        action_timeout_ms = parse_number<unsigned>(key, value);
+        if (action_timeout_ms < 100) throw std::invalid_argument("config 'action_timeout_ms': must be at least 100");
+    } else if (key == "runs_retention_days") {
+        runs_retention_days = parse_number<unsigned>(key, value);
     } else if (key == "log_level") {
         static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
         bool ok = false;

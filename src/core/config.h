@@ -44,6 +44,10 @@ struct Config {
     std::string admin_email;
     std::string admin_password;
 
+    // Bots
+    unsigned step_limit = 1000;              ///< nodes one bot turn may execute before it is stopped
+    unsigned action_timeout_ms = 120'000;    ///< an action that has not answered by then ends with event error
+    unsigned runs_retention_days = 14;       ///< recorded runs (Runs view) older than this are deleted; 0 = keep none
     // Logging
     std::string log_level = "info";  ///< trace debug info warn error off
     std::string log_format = "json"; ///< json or text

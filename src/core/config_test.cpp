@@ -45,6 +45,8 @@ TEST(Config, RejectsUnknownAndMalformed) {
     EXPECT_THROW(c.set("nope", "1"), std::invalid_argument);
     EXPECT_THROW(c.set("threads", "many"), std::invalid_argument);
     EXPECT_THROW(c.set("log_level", "loud"), std::invalid_argument);
+    EXPECT_THROW(c.set("step_limit", "0"), std::invalid_argument);
+    EXPECT_THROW(c.set("action_timeout_ms", "5"), std::invalid_argument);
     EXPECT_THROW(c.apply_file("/nonexistent/parley.json"), std::invalid_argument);
 }
 
@@ -53,6 +55,7 @@ TEST(Config, EveryKeyIsSettable) {
         Config c;
         std::string sample = key.name == "listen" ? "127.0.0.1:1" : key.name == "log_level" ? "info"
                              : key.name == "log_format"                                    ? "json"
+                             : key.name == "action_timeout_ms"                             ? "1000"
                                                                                            : "1";
         EXPECT_NO_THROW(c.set(key.name, sample)) << key.name;
     }

@@ -3,6 +3,7 @@
 #include <sys/random.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <stdexcept>
 
@@ -41,13 +42,21 @@ std::string new_id() {
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
             .count());
     std::string out(26, '0');
-    // 10 chars of time (50 bits, top 2 zero), 16 chars of randomness (80 bits).
+    // 10 chars of time (50 bits, top 2 zero), 16 chars of sequence and randomness (80 bits).
     for (int i = 9; i >= 0; --i) {
         out[static_cast<std::size_t>(i)] = kAlphabet[ms & 31];
         ms >>= 5;
     }
-    unsigned __int128 bits = 0;
-    for (int i = 0; i < 10; ++i) bits = (bits << 8) | r[i];
+    // 40 bits of a process-wide counter (random start), then 40 random bits: ids made in the same millisecond
+    // by this process still sort in the order they were made.
+    static std::atomic<std::uint64_t> sequence{[] {
+        std::uint64_t start = 0;
+        fill_random(reinterpret_cast<unsigned char*>(&start), sizeof start);
+        return start & ((std::uint64_t{1} << 39) - 1);
+    }()};
+    std::uint64_t seq = sequence.fetch_add(1, std::memory_order_relaxed) & ((std::uint64_t{1} << 40) - 1);
+    unsigned __int128 bits = seq;
+    for (int i = 0; i < 5; ++i) bits = (bits << 8) | r[i];
     for (int i = 25; i >= 10; --i) {
         out[static_cast<std::size_t>(i)] = kAlphabet[static_cast<unsigned>(bits & 31)];
         bits >>= 5;

@@ -29,3 +29,14 @@ TEST(Ids, RandomHex) {
 
 }  // namespace
 }  // namespace parley::core
+
+namespace parley::core {
+TEST(Ids, IdsMadeByOneThreadSortInOrder) {
+    std::string last = new_id();
+    for (int i = 0; i < 10000; ++i) {
+        std::string id = new_id();
+        ASSERT_LT(last, id);
+        last = id;
+    }
+}
+}  // namespace parley::core

@@ -519,6 +519,18 @@ public:
         wait(at, Waiting::kEnd);
     }
 
+    /// Asks the caller to run the action of action node `node`, with params rendered now.
+    void request_action(NodeIndex node) {
+        const Node& n = scenario_.node(node);
+        json::value params = n.params.render(scope_);
+        ActionRequest request;
+        request.action = n.action;
+        request.node = n.id;
+        if (params.is_object()) request.params = std::move(params.get_object());
+        result_.action = std::move(request);
+        wait(node, Waiting::kAction);
+    }
+
     /// The step loop: executes nodes from `node` until the dialog waits.
     void run(NodeIndex node, NodeIndex from) {
         while (true) {
@@ -534,6 +546,7 @@ public:
             ++state_.steps;
             ++result_.steps;
             const Node& n = scenario_.node(node);
+            if (context_.trace) context_.trace->push_back(n.id);
             from = node;
             switch (n.type) {
                 case NodeType::kStart:
@@ -564,16 +577,9 @@ public:
                     node = chosen;
                     break;
                 }
-                case NodeType::kAction: {
-                    json::value params = n.params.render(scope_);
-                    ActionRequest request;
-                    request.action = n.action;
-                    request.node = n.id;
-                    if (params.is_object()) request.params = std::move(params.get_object());
-                    result_.action = std::move(request);
-                    wait(node, Waiting::kAction);
+                case NodeType::kAction:
+                    request_action(node);
                     return;
-                }
                 case NodeType::kSet:
                     for (const auto& [target, value] : n.values) assign(state_.variables, target, value.render(scope_));
                     node = n.next;
@@ -796,6 +802,19 @@ RunResult Runtime::resume_after_action(DialogState& state, const actions::Action
         return std::move(x.result());
     }
     x.run(next, at);
+    return std::move(x.result());
+}
+
+RunResult Runtime::pending_action(DialogState& state, const RunContext& context) const {
+    const Scenario& sc = *scenario_;
+    NodeIndex at = state.position.empty() ? kNoNode : sc.find_node(state.position);
+    Execution x(sc, state, context);
+    if (state.waiting != Waiting::kAction || at == kNoNode || sc.node(at).type != NodeType::kAction) {
+        x.result().waiting = state.waiting;
+        x.result().error = RunError{"invalid_state", "no action is pending for this dialog", state.position};
+        return std::move(x.result());
+    }
+    x.request_action(at);
     return std::move(x.result());
 }
 

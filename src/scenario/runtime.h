@@ -78,6 +78,8 @@ struct RunContext {
     const boost::json::object* client = nullptr;  ///< `client.*`: id, name, phone, language, custom fields
     const InstanceSettings* settings = nullptr;
     std::uint32_t step_limit = kDefaultStepLimit;  ///< node executions per client turn, actions included
+    /// When set, the id of every node executed is appended (the builder's "Runs" view). Owned by the caller.
+    std::vector<std::string>* trace = nullptr;
 };
 
 struct ReplyButton {
@@ -148,6 +150,11 @@ public:
     /// stored whole under the node's `save_as`.
     RunResult resume_after_action(DialogState& state, const actions::ActionResult& result,
                                   const RunContext& context) const;
+
+    /// For a dialog persisted while its action ran (waiting == action; e.g. the process died before the action
+    /// answered): the same ActionRequest again, params rendered from the current variables. Anything else →
+    /// error `invalid_state`, nothing changes.
+    RunResult pending_action(DialogState& state, const RunContext& context) const;
 
 private:
     std::shared_ptr<const Scenario> scenario_;

@@ -52,6 +52,35 @@ TEST(Runtime, YieldsActionsAndResumes) {
     EXPECT_EQ(runtime.resume_after_action(*restored, result, context).error->code, "invalid_state");
 }
 
+TEST(Runtime, PendingActionIsReissuedAfterARestartAndTraceRecordsNodes) {
+    Runtime runtime(compile(kBot));
+    DialogState state;
+    json::object client{{"id", "c1"}, {"name", "Olena"}, {"language", "en"}};
+    std::vector<std::string> trace;
+    RunContext context;
+    context.client = &client;
+    context.trace = &trace;
+    runtime.start(state, context);
+    EXPECT_EQ(trace, (std::vector<std::string>{"start", "menu"}));
+    RunResult r = runtime.on_message(state, ClientMessage::from_button("ask"), context);
+    ASSERT_TRUE(r.action);
+    // The process dies here: only the serialized state survives.
+    auto restored = DialogState::parse(state.serialize());
+    ASSERT_TRUE(restored);
+    RunResult again = runtime.pending_action(*restored, context);
+    ASSERT_TRUE(again.action);
+    EXPECT_EQ(again.action->action, "test_echo");
+    EXPECT_EQ(again.action->params, r.action->params);
+    actions::ActionResult result;
+    result.event = "found";
+    result.state = json::object{{"answer", "Olena!"}};
+    r = runtime.resume_after_action(*restored, result, context);
+    ASSERT_EQ(r.replies.size(), 2u);
+    EXPECT_EQ(r.replies[0].text, "Olena!");
+    // Not waiting at an action: nothing to reissue.
+    EXPECT_EQ(runtime.pending_action(*restored, context).error->code, "invalid_state");
+}
+
 TEST(Runtime, BlockingTurnUsesTheRegistry) {
     Runtime runtime(compile(kBot));
     actions::ActionRegistry registry;
