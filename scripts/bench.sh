@@ -46,6 +46,29 @@ echo "--- wrk GET /api/v1/users/{id} (authenticated, read from the database)"
 wrk -t2 -c64 -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" \
   "http://127.0.0.1:$PORT/api/v1/users/$USER_ID" | grep -E "Requests/sec|50%|99%"
 echo "rss_after_load_kb $(awk '/VmRSS/ {print $2}' /proc/$PID/status)"
+
+echo "--- preview API: client messages to a 5-node bot, state and replies persisted (durable group commit)"
+BOT_ID=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/bots" -d '{"name":"bench"}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+curl -sf -X PUT -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/bots/$BOT_ID/scenario" \
+  --data-binary @bench/bots/echo-bot.json >/dev/null
+SESSIONS=$DATA/sessions.txt
+python3 - "$PORT" "$TOKEN" "$BOT_ID" "$SESSIONS" <<'PY'
+import http.client, json, sys
+port, token, bot, out = sys.argv[1:5]
+conn = http.client.HTTPConnection("127.0.0.1", int(port))
+with open(out, "w") as f:
+    for _ in range(2000):
+        conn.request("POST", f"/api/v1/bots/{bot}/preview", body="{}",
+                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        f.write(f"{bot} {json.loads(conn.getresponse().read())['session']}\n")
+PY
+export PREVIEW_SESSIONS=$SESSIONS PREVIEW_TOKEN=$TOKEN
+wrk -t2 -c64 -d"${SECS}s" --latency -s bench/bots/preview.lua "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%|unexpected" | head
+echo "--- preview API at lower load (16 connections): latency"
+wrk -t2 -c16 -d"${SECS}s" --latency -s bench/bots/preview.lua "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%" | head
+echo "rss_after_preview_kb $(awk '/VmRSS/ {print $2}' /proc/$PID/status)"
+echo "db_bytes_per_dialog $(python3 -c "import os,sys; print(os.path.getsize('$DATA/data/parley.db') // 2000)") (whole database / 2000 dialogs, upper bound; idle dialogs hold no memory)"
 kill -TERM $PID; wait $PID || true
 
 for b in build/bench/*/*_bench; do

@@ -134,7 +134,7 @@ CREATE TABLE dialogs (
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
 );
-CREATE INDEX dialogs_client ON dialogs(client_id, bot_id, updated_at);
+CREATE INDEX dialogs_client ON dialogs(client_id, bot_id);
 CREATE INDEX dialogs_action ON dialogs(waiting) WHERE waiting = 'action';
 CREATE TABLE messages (
   dialog_id TEXT NOT NULL,
@@ -166,7 +166,6 @@ CREATE TABLE bot_runs (
 );
 CREATE INDEX bot_runs_dialog ON bot_runs(dialog_id, id);
 CREATE INDEX bot_runs_bot ON bot_runs(bot_id, id);
-CREATE INDEX bot_runs_time ON bot_runs(started_at);
 )sql"}};
 }
 

@@ -136,6 +136,7 @@ struct DialogService::Turn {
     Waiting waiting = Waiting::kNone;
     std::string delivery;  ///< of bot messages: `none` (preview, api) or `pending` (the channel's outbox)
     std::string phone;     ///< from a shared contact
+    bool touch_client = false;  ///< last_seen_at is older than a minute (or a phone came): update the client row
     std::string trigger;
     std::int64_t version = 0;
     std::vector<std::string> trace;
@@ -224,7 +225,7 @@ asio::awaitable<void> DialogService::persist(Turn& turn, bool final_step) {
     }
     auto write = [batch, dialog_id = turn.dialog.id, client_id = turn.dialog.client_id, delivery = turn.delivery,
                   last_n = turn.last_n, status, state_text, waiting, now, phone = turn.phone,
-                  run_row](store::Tx& tx) {
+                  touch = turn.touch_client, run_row](store::Tx& tx) {
         for (const auto& m : batch) {
             store::Value external = nullptr;
             if (const auto* e = m.payload.if_contains("external_id"); e && e->is_string()) {
@@ -239,7 +240,7 @@ asio::awaitable<void> DialogService::persist(Turn& turn, bool final_step) {
         }
         tx.exec("UPDATE dialogs SET state = ?, waiting = ?, status = ?, last_n = ?, updated_at = ? WHERE id = ?",
                 {state_text, waiting, status, last_n, now, dialog_id});
-        if (!batch.empty() && batch.front().from == "client") clients::touch_client(tx, client_id, now, phone);
+        if (touch && !batch.empty() && batch.front().from == "client") clients::touch_client(tx, client_id, now, phone);
         if (run_row) {
             tx.exec("INSERT INTO bot_runs(id, bot_id, dialog_id, version, trigger, started_at, ms, nodes, actions, "
                     "changed, waiting, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -292,7 +293,12 @@ asio::awaitable<TurnOutput> DialogService::run(std::string dialog_id, Trigger tr
                 return;
             }
         }
-        if (auto client = clients::find_client(tx, turn.dialog.client_id)) turn.client = client->to_json();
+        if (auto client = clients::find_client(tx, turn.dialog.client_id)) {
+            turn.client = client->to_json();
+            // last_seen_at is kept to the minute: writing the client row on every message would cost a page per
+            // commit for nothing.
+            turn.touch_client = turn.started_at - client->last_seen_at > 60'000;
+        }
     });
     if (!found) throw core::NotFound(fmt::format("no dialog '{}'", dialog_id), "dialog_not_found");
     if (!state_text.empty()) {
@@ -391,7 +397,10 @@ asio::awaitable<TurnOutput> DialogService::run(std::string dialog_id, Trigger tr
             turn.trigger = "message";
             Message m = client_message(trigger.message, now);
             if (!trigger.external_id.empty()) m.payload["external_id"] = trigger.external_id;
-            if (trigger.message.kind == scenario::ClientMessage::Kind::kContact) turn.phone = m.text;
+            if (trigger.message.kind == scenario::ClientMessage::Kind::kContact) {
+                turn.phone = m.text;
+                turn.touch_client = true;
+            }
             turn.pending.push_back(std::move(m));
             scenario::RunResult first = runtime.on_message(turn.state, trigger.message, context);
             co_await drive(std::move(first));
@@ -524,7 +533,8 @@ json::array DialogService::runs(std::string_view bot_id, std::string_view dialog
 
 asio::awaitable<std::int64_t> DialogService::prune_runs(std::int64_t before_ms) {
     auto prune = [before_ms](store::Tx& tx) -> std::int64_t {
-        return tx.exec("DELETE FROM bot_runs WHERE started_at < ?", {before_ms});
+        // Run ids sort by time: the primary key finds old runs without an index on started_at.
+        return tx.exec("DELETE FROM bot_runs WHERE id < ?", {core::id_floor(before_ms)});
     };
     std::int64_t removed = co_await store::co_write(bots_.store(), std::move(prune));
     co_return removed;

@@ -64,6 +64,16 @@ std::string new_id() {
     return out;
 }
 
+std::string id_floor(std::int64_t ms) {
+    auto t = static_cast<std::uint64_t>(ms < 0 ? 0 : ms);
+    std::string out(26, '0');
+    for (int i = 9; i >= 0; --i) {
+        out[static_cast<std::size_t>(i)] = kAlphabet[t & 31];
+        t >>= 5;
+    }
+    return out;
+}
+
 std::string random_hex(std::size_t bytes) {
     std::string raw(bytes, '\0');
     fill_random(reinterpret_cast<unsigned char*>(raw.data()), bytes);

@@ -10,6 +10,9 @@ namespace parley::core {
 /// time, so cursors over ids page in creation order. Thread-safe.
 std::string new_id();
 
+/// The smallest id new_id() can make at `ms` (ids sort by time): `id < id_floor(t)` selects ids made before t.
+std::string id_floor(std::int64_t ms);
+
 /// `bytes` cryptographically random bytes as lowercase hex (tokens, secrets). Thread-safe.
 std::string random_hex(std::size_t bytes);
 

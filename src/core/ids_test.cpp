@@ -1,3 +1,4 @@
+#include <chrono>
 #include "core/ids.h"
 
 #include <gtest/gtest.h>
@@ -38,5 +39,14 @@ TEST(Ids, IdsMadeByOneThreadSortInOrder) {
         ASSERT_LT(last, id);
         last = id;
     }
+}
+}  // namespace parley::core
+
+namespace parley::core {
+TEST(Ids, FloorSortsBeforeIdsOfThatTime) {
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::string id = new_id();
+    EXPECT_LE(id_floor(now - 1), id);
+    EXPECT_GT(id_floor(now + 5000), id);
 }
 }  // namespace parley::core
