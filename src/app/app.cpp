@@ -25,6 +25,7 @@
 #include "bots/bots.h"
 #include "bots/dialogs.h"
 #include "bots/routes.h"
+#include "bots/triggers.h"
 #include "clients/clients.h"
 #include "auth/secret_key.h"
 #include "auth/settings.h"
@@ -103,6 +104,7 @@ struct App::Impl {
         dialog_options.record_runs = config.runs_retention_days > 0;
         dialogs = std::make_unique<bots::DialogService>(*bot_service, registry, scenario_settings.get(), hub.get(),
                                                         &metrics, dialog_options);
+        triggers = std::make_unique<bots::TriggerService>(*bot_service, *dialogs);
 
         router.add(http::Method::kGet, "/healthz", http::Access::open(),
                    [](http::Request&) -> asio::awaitable<http::Response> {
@@ -115,7 +117,7 @@ struct App::Impl {
         auth::register_routes(router, *auth);
         events::register_routes(router, *hub);
         clients::register_routes(router, *db);
-        bots::register_routes(router, *bot_service, *dialogs, registry);
+        bots::register_routes(router, *bot_service, *dialogs, *triggers, registry);
     }
 
     /// `--demo`: the demo bot, created once (an existing bot with its name is left as the user changed it).
@@ -133,6 +135,22 @@ struct App::Impl {
         auto put = co_await bot_service->put_scenario(bot.id, std::move(document), std::move(author), std::move(note));
         core::log_event(spdlog::level::info, "demo_bot_loaded",
                         fmt::format(R"("bot":{},"version":{})", core::json_quote(bot.id), put.version));
+    }
+
+    /// Scheduled triggers: checks every 20 seconds for schedules that are due.
+    asio::awaitable<void> scheduler() {
+        asio::steady_timer timer(co_await asio::this_coro::executor);
+        while (true) {
+            try {
+                co_await triggers->run_due(clock.now_ms());
+            } catch (const std::exception& e) {
+                core::log_event(spdlog::level::warn, "schedules_failed", fmt::format(R"("message":{})", core::json_quote(e.what())));
+            }
+            timer.expires_after(std::chrono::seconds(20));
+            boost::system::error_code ec;
+            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) co_return;
+        }
     }
 
     /// Dialogs left waiting for an action by a crash, then the hourly pruning of recorded runs.
@@ -169,6 +187,7 @@ struct App::Impl {
     std::unique_ptr<ScenarioSettings> scenario_settings;
     std::unique_ptr<bots::BotService> bot_service;
     std::unique_ptr<bots::DialogService> dialogs;
+    std::unique_ptr<bots::TriggerService> triggers;
     http::Router router;
     asio::io_context io;
     std::unique_ptr<http::Server> server;
@@ -205,6 +224,7 @@ std::uint16_t App::start() {
         loaded.get();
     }
     asio::co_spawn(d.io, d.maintenance(), asio::detached);
+    asio::co_spawn(d.io, d.scheduler(), asio::detached);
     unsigned n = thread_count(d.config);
     for (unsigned i = 0; i < n; ++i) d.threads.emplace_back([&d] { d.io.run(); });
     core::log_event(spdlog::level::info, "server_started",

@@ -1,5 +1,7 @@
 #include "bots/bots.h"
 
+#include "bots/triggers.h"
+
 #include <fmt/format.h>
 
 #include <map>
@@ -100,7 +102,7 @@ json::object VersionInfo::to_json() const {
 }
 
 std::vector<store::Migration> migrations() {
-    return {{"bots", 1, "bots, versions, dialogs, messages, runs",
+    std::vector<store::Migration> out = {{"bots", 1, "bots, versions, dialogs, messages, runs",
              R"sql(
 CREATE TABLE bots (
   id TEXT PRIMARY KEY,
@@ -167,6 +169,8 @@ CREATE TABLE bot_runs (
 CREATE INDEX bot_runs_dialog ON bot_runs(dialog_id, id);
 CREATE INDEX bot_runs_bot ON bot_runs(bot_id, id);
 )sql"}};
+    for (auto& m : trigger_migrations()) out.push_back(m);
+    return out;
 }
 
 BotService::BotService(store::Store& store, const core::Clock& clock, const actions::ActionRegistry& actions)

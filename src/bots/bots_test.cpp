@@ -9,6 +9,7 @@
 
 #include "bots/bots.h"
 #include "bots/dialogs.h"
+#include "bots/triggers.h"
 #include "clients/clients.h"
 #include "core/error.h"
 
@@ -192,6 +193,41 @@ TEST_F(BotsTest, ADialogLeftWaitingForAnActionIsRecovered) {
     EXPECT_EQ(messages[1].text, "Ivan!");
     EXPECT_EQ(messages[2].text, "Your question?");
     EXPECT_EQ(dialogs_->find(dialog.id)->waiting, "input");
+}
+
+TEST_F(BotsTest, EventAndScheduleTriggersRunTheirSection) {
+    Bot bot = await(bots_->create("Support", true));
+    await(bots_->put_scenario(bot.id, kBot, {}, ""));
+    TriggerService triggers(*bots_, *dialogs_);
+    auto [d1, t1] = await(dialogs_->open(bot.id, "preview", {}));
+    auto [d2, t2] = await(dialogs_->open(bot.id, "telegram", {}));
+    await(triggers.create(bot.id, json::object{{"kind", "event"}, {"event", "dialog_closed"}, {"alias", "ping"}}));
+    EXPECT_EQ(await(triggers.emit(d1.id, "dialog_closed")), 1u);
+    EXPECT_EQ(await(triggers.emit(d1.id, "something_else")), 0u);
+    auto m = dialogs_->messages(d1.id, 0, 100);
+    EXPECT_EQ(m.back().text, "pong  ");
+
+    auto schedule = await(triggers.create(
+        bot.id, json::object{{"kind", "schedule"}, {"cron", "*/5 * * * *"}, {"timezone", "Europe/Kyiv"},
+                             {"alias", "ping"}, {"channel", "telegram"}}));
+    EXPECT_GT(schedule.next_run_at, clock_.now_ms());
+    EXPECT_EQ(await(triggers.run_due(clock_.now_ms())), 0u);  // not due yet
+    clock_.set_ms(schedule.next_run_at);
+    EXPECT_EQ(await(triggers.run_due(clock_.now_ms())), 1u);  // only the telegram dialog
+    EXPECT_EQ(dialogs_->messages(d2.id, 0, 100).back().text, "pong  ");
+    EXPECT_EQ(await(triggers.run_due(clock_.now_ms())), 0u);  // claimed: not twice for one fire time
+    auto listed = triggers.list(bot.id);
+    ASSERT_EQ(listed.size(), 2u);
+    EXPECT_GT(listed[1].next_run_at, schedule.next_run_at);
+
+    EXPECT_THROW(await(triggers.create(bot.id, json::object{{"kind", "event"}, {"event", "x"}, {"alias", "nope"}})),
+                 core::Unprocessable);
+    EXPECT_THROW(await(triggers.create(bot.id, json::object{{"kind", "schedule"}, {"cron", "61 * * * *"}, {"alias", "ping"}})),
+                 core::BadRequest);
+    EXPECT_THROW(await(triggers.create(bot.id, json::object{{"kind", "event"}, {"event", "Bad Name"}, {"alias", "ping"}})),
+                 core::BadRequest);
+    await(triggers.remove(bot.id, listed[0].id));
+    EXPECT_EQ(triggers.list(bot.id).size(), 1u);
 }
 
 TEST_F(BotsTest, NoScenarioAndUnknownDialog) {

@@ -104,9 +104,10 @@ std::string safe_filename(std::string name) {
 
 }  // namespace
 
-void register_routes(http::Router& router, BotService& bots, DialogService& dialogs,
+void register_routes(http::Router& router, BotService& bots, DialogService& dialogs, TriggerService& triggers,
                      const actions::ActionRegistry& actions) {
     BotService* b = &bots;
+    TriggerService* tr = &triggers;
     DialogService* d = &dialogs;
     const actions::ActionRegistry* registry = &actions;
     const std::string module(auth::kModuleBots);
@@ -247,7 +248,7 @@ void register_routes(http::Router& router, BotService& bots, DialogService& dial
     });
 
     // --- preview chat ----------------------------------------------------------------------------------------
-    router.add(Method::kPost, "/api/v1/bots/{bot}/preview", edit, [d](Request& req) -> Awaitable {
+    router.add(Method::kPost, "/api/v1/bots/{bot}/preview", edit, [d, tr](Request& req) -> Awaitable {
         json::object body = req.body.empty() ? json::object() : req.json();
         core::reject_unknown_fields(body, {"user"});
         clients::NewClient client;
@@ -263,6 +264,20 @@ void register_routes(http::Router& router, BotService& bots, DialogService& dial
         }
         std::string channel = "preview";
         auto [dialog, turn] = co_await d->open(req.param("bot"), std::move(channel), std::move(client));
+        std::string event = "client_registered";
+        if (co_await tr->emit(dialog.id, std::move(event)) > 0) {
+            // Triggers added messages after the start run: the answer shows them too.
+            for (const auto& m : d->messages(dialog.id, 0, kMaxMessagesPage)) {
+                if (m.from != "bot" || m.n <= static_cast<std::int64_t>(turn.replies.size())) continue;
+                scenario::Reply reply;
+                reply.text = m.text;
+                for (const auto& btn : m.buttons) {
+                    reply.buttons.push_back(scenario::ReplyButton{std::string(btn.at("id").as_string()),
+                                                                  std::string(btn.at("text").as_string())});
+                }
+                turn.replies.push_back(std::move(reply));
+            }
+        }
         json::object out = turn.to_json();
         out["session"] = dialog.id;
         out["client"] = json::object{{"id", dialog.client_id}};
@@ -375,6 +390,41 @@ void register_routes(http::Router& router, BotService& bots, DialogService& dial
                    TurnOutput turn = co_await d->run(dialog->id, std::move(trigger));
                    co_return Response::json(turn.to_json());
                });
+
+    // --- triggers: internal events and schedules ---------------------------------------------------------------
+    router.add(Method::kGet, "/api/v1/bots/{bot}/triggers", view, [b, tr](Request& req) -> Awaitable {
+        b->get(req.param("bot"));
+        json::array items;
+        for (const auto& t : tr->list(req.param("bot"))) items.push_back(t.to_json());
+        co_return Response::json(http::page(std::move(items), std::nullopt));
+    });
+    router.add(Method::kPost, "/api/v1/bots/{bot}/triggers", edit, [tr](Request& req) -> Awaitable {
+        json::object body = req.json();
+        TriggerInfo t = co_await tr->create(req.param("bot"), std::move(body));
+        co_return Response::json(t.to_json(), 201);
+    });
+    router.add(Method::kPatch, "/api/v1/bots/{bot}/triggers/{id}", edit, [tr](Request& req) -> Awaitable {
+        auto body = req.json();
+        core::reject_unknown_fields(body, {"enabled"});
+        auto enabled = core::optional_bool(body, "enabled");
+        if (!enabled) throw core::BadRequest("missing field 'enabled'", "missing_field", field("enabled"));
+        TriggerInfo t = co_await tr->set_enabled(req.param("bot"), req.param("id"), *enabled);
+        co_return Response::json(t.to_json());
+    });
+    router.add(Method::kDelete, "/api/v1/bots/{bot}/triggers/{id}", remove, [tr](Request& req) -> Awaitable {
+        co_await tr->remove(req.param("bot"), req.param("id"));
+        co_return Response::no_content();
+    });
+    router.add(Method::kPost, "/api/v1/dialogs/{dialog}/events", edit, [tr](Request& req) -> Awaitable {
+        auto body = req.json();
+        core::reject_unknown_fields(body, {"event"});
+        std::string event(core::required_string(body, "event"));
+        if (!is_valid_event_name(event)) {
+            throw core::BadRequest("event names match [a-z0-9_.]{1,64}", "invalid_event", field("event"));
+        }
+        std::size_t n = co_await tr->emit(req.param("dialog"), std::move(event));
+        co_return Response::json(json::object{{"triggered", n}});
+    });
 
     // --- runs ------------------------------------------------------------------------------------------------
     router.add(Method::kGet, "/api/v1/bots/{bot}/runs", view, [b, d](Request& req) -> Awaitable {

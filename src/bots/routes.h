@@ -5,6 +5,7 @@
 #include "actions/actions.h"
 #include "bots/bots.h"
 #include "bots/dialogs.h"
+#include "bots/triggers.h"
 
 namespace parley::http {
 class Router;
@@ -12,7 +13,7 @@ class Router;
 
 namespace parley::bots {
 
-void register_routes(http::Router& router, BotService& bots, DialogService& dialogs,
+void register_routes(http::Router& router, BotService& bots, DialogService& dialogs, TriggerService& triggers,
                      const actions::ActionRegistry& actions);
 
 }  // namespace parley::bots
