@@ -27,6 +27,7 @@
 #include "bots/routes.h"
 #include "bots/triggers.h"
 #include "clients/clients.h"
+#include "operator/operator.h"
 #include "auth/secret_key.h"
 #include "auth/settings.h"
 #include "core/clock.h"
@@ -53,6 +54,7 @@ std::vector<store::Migration> all_migrations() {
     for (auto& m : auth::migrations()) out.push_back(m);
     for (auto& m : clients::migrations()) out.push_back(m);
     for (auto& m : bots::migrations()) out.push_back(m);
+    for (auto& m : operators::migrations()) out.push_back(m);
     return out;
 }
 
@@ -105,6 +107,8 @@ struct App::Impl {
         dialogs = std::make_unique<bots::DialogService>(*bot_service, registry, scenario_settings.get(), hub.get(),
                                                         &metrics, dialog_options);
         triggers = std::make_unique<bots::TriggerService>(*bot_service, *dialogs);
+        operator_service = std::make_unique<operators::OperatorService>(*db, clock, *dialogs, *triggers, hub.get());
+        registry.add(operators::make_connect_action(*operator_service));
 
         router.add(http::Method::kGet, "/healthz", http::Access::open(),
                    [](http::Request&) -> asio::awaitable<http::Response> {
@@ -118,6 +122,7 @@ struct App::Impl {
         events::register_routes(router, *hub);
         clients::register_routes(router, *db);
         bots::register_routes(router, *bot_service, *dialogs, *triggers, registry);
+        operators::register_routes(router, *operator_service);
     }
 
     /// `--demo`: the demo bot, created once (an existing bot with its name is left as the user changed it).
@@ -188,6 +193,7 @@ struct App::Impl {
     std::unique_ptr<bots::BotService> bot_service;
     std::unique_ptr<bots::DialogService> dialogs;
     std::unique_ptr<bots::TriggerService> triggers;
+    std::unique_ptr<operators::OperatorService> operator_service;
     http::Router router;
     asio::io_context io;
     std::unique_ptr<http::Server> server;

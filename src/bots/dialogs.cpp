@@ -249,10 +249,11 @@ asio::awaitable<void> DialogService::persist(Turn& turn, bool final_step) {
     };
     co_await store::co_write(bots_.store(), std::move(write));
     if (hub_ && hub_->subscribers() > 0 && !batch.empty()) {
-        hub_->publish("dialog.messages",
-                      json::object{{"dialog_id", turn.dialog.id}, {"bot_id", turn.dialog.bot_id},
-                                   {"last_n", turn.last_n}},
-                      events::Audience::permission("bots", core::Action::kView));
+        json::object body{{"dialog_id", turn.dialog.id}, {"bot_id", turn.dialog.bot_id}, {"last_n", turn.last_n},
+                          {"status", status}};
+        // Operators see the client's messages of dialogs handed to them; the builder sees every bot dialog.
+        hub_->publish("dialog.messages", body,
+                      events::Audience::permission(status == "operator" ? "operator" : "bots", core::Action::kView));
     }
 }
 
@@ -471,6 +472,40 @@ asio::awaitable<std::string> DialogService::dialog_for(std::string bot_id, std::
     };
     co_await store::co_write(bots_.store(), std::move(create));
     co_return dialog_id;
+}
+
+asio::awaitable<std::optional<Message>> DialogService::post(std::string dialog_id, std::string from, std::string text,
+                                                            bool release) {
+    auto guard = co_await locks_.lock(dialog_id);
+    std::int64_t now = bots_.clock().now_ms();
+    auto write = [dialog_id, from, text, release, now](store::Tx& tx) -> std::optional<Message> {
+        auto row = tx.query_one("SELECT channel, state, last_n FROM dialogs WHERE id = ?", {dialog_id});
+        if (!row) throw core::NotFound(fmt::format("no dialog '{}'", dialog_id), "dialog_not_found");
+        std::string channel = row->text(0);
+        std::int64_t n = row->integer(2);
+        std::optional<Message> message;
+        if (!text.empty()) {
+            message = Message{++n, from, text, {}, {}, now};
+            std::string delivery = (channel == "preview" || channel == "api") ? "none" : "pending";
+            tx.exec("INSERT INTO messages(dialog_id, n, sender, text, delivery, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    {dialog_id, n, from, text, delivery, now});
+        }
+        if (release) {
+            scenario::DialogState state;
+            if (!row->text(1).empty()) {
+                if (auto parsed = scenario::DialogState::parse(row->text(1))) state = std::move(*parsed);
+            }
+            state.with_operator = false;
+            if (state.waiting == Waiting::kOperator) state.waiting = Waiting::kEnd;
+            tx.exec("UPDATE dialogs SET state = ?, waiting = ?, status = 'bot', last_n = ?, updated_at = ? WHERE id = ?",
+                    {state.serialize(), waiting_name(state.waiting), n, now, dialog_id});
+        } else {
+            tx.exec("UPDATE dialogs SET last_n = ?, updated_at = ? WHERE id = ?", {n, now, dialog_id});
+        }
+        return message;
+    };
+    auto message = co_await store::co_write(bots_.store(), std::move(write));
+    co_return message;
 }
 
 std::optional<DialogInfo> DialogService::find(std::string_view dialog_id) const {

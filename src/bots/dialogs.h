@@ -103,6 +103,12 @@ public:
     /// NotFound `client_not_found`.
     boost::asio::awaitable<std::string> dialog_for(std::string bot_id, std::string client_id);
 
+    /// Appends a message that is not the client's (an operator's reply, a system note; empty text: none) in order
+    /// with the dialog's bot turns. `release` hands a dialog that waits for an operator back to the bot: it then
+    /// waits at its end, so the client's next message starts the scenario again. NotFound `dialog_not_found`.
+    boost::asio::awaitable<std::optional<Message>> post(std::string dialog_id, std::string from, std::string text,
+                                                        bool release);
+
     std::optional<DialogInfo> find(std::string_view dialog_id) const;
     /// Messages with n > after, oldest first, at most `limit`.
     std::vector<Message> messages(std::string_view dialog_id, std::int64_t after, std::size_t limit) const;
