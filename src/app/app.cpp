@@ -27,6 +27,7 @@
 #include "bots/routes.h"
 #include "bots/triggers.h"
 #include "clients/clients.h"
+#include "jail/jail.h"
 #include "operator/operator.h"
 #include "auth/secret_key.h"
 #include "auth/settings.h"
@@ -52,6 +53,7 @@ constexpr const char* kDatabaseFile = "parley.db";
 std::vector<store::Migration> all_migrations() {
     std::vector<store::Migration> out;
     for (auto& m : auth::migrations()) out.push_back(m);
+    for (auto& m : jail::migrations()) out.push_back(m);
     for (auto& m : clients::migrations()) out.push_back(m);
     for (auto& m : bots::migrations()) out.push_back(m);
     for (auto& m : operators::migrations()) out.push_back(m);
@@ -109,6 +111,16 @@ struct App::Impl {
         triggers = std::make_unique<bots::TriggerService>(*bot_service, *dialogs);
         operator_service = std::make_unique<operators::OperatorService>(*db, clock, *dialogs, *triggers, hub.get());
         registry.add(operators::make_connect_action(*operator_service));
+        // Action Jail: fetch() is refused until the outbound client (SSRF guard) is wired in.
+        sandbox = std::make_unique<jail::Sandbox>(jail::JailOptions{}, std::make_shared<jail::RefusingFetcher>());
+        jail_service = std::make_unique<jail::JailService>(*db, clock, *sandbox, &registry, [this] {
+            json::object out;  // ctx.instanceSettings: the non-secret settings
+            for (const auto& s : settings->list()) {
+                if (!s.secret && s.value) out[s.key] = *s.value;
+            }
+            return out;
+        });
+        jail_service->load();
 
         router.add(http::Method::kGet, "/healthz", http::Access::open(),
                    [](http::Request&) -> asio::awaitable<http::Response> {
@@ -123,6 +135,7 @@ struct App::Impl {
         clients::register_routes(router, *db);
         bots::register_routes(router, *bot_service, *dialogs, *triggers, registry);
         operators::register_routes(router, *operator_service);
+        jail::register_routes(router, *jail_service);
     }
 
     /// `--demo`: the demo bot, created once (an existing bot with its name is left as the user changed it).
@@ -194,6 +207,8 @@ struct App::Impl {
     std::unique_ptr<bots::DialogService> dialogs;
     std::unique_ptr<bots::TriggerService> triggers;
     std::unique_ptr<operators::OperatorService> operator_service;
+    std::unique_ptr<jail::Sandbox> sandbox;
+    std::unique_ptr<jail::JailService> jail_service;
     http::Router router;
     asio::io_context io;
     std::unique_ptr<http::Server> server;
