@@ -27,6 +27,7 @@
 #include "bots/routes.h"
 #include "bots/triggers.h"
 #include "clients/clients.h"
+#include "customdata/customdata.h"
 #include "jail/jail.h"
 #include "operator/operator.h"
 #include "auth/secret_key.h"
@@ -54,6 +55,7 @@ std::vector<store::Migration> all_migrations() {
     std::vector<store::Migration> out;
     for (auto& m : auth::migrations()) out.push_back(m);
     for (auto& m : jail::migrations()) out.push_back(m);
+    for (auto& m : customdata::migrations()) out.push_back(m);
     for (auto& m : clients::migrations()) out.push_back(m);
     for (auto& m : bots::migrations()) out.push_back(m);
     for (auto& m : operators::migrations()) out.push_back(m);
@@ -121,6 +123,8 @@ struct App::Impl {
             return out;
         });
         jail_service->load();
+        custom_data = std::make_unique<customdata::CustomDataService>(*db, clock);
+        customdata::register_actions(registry, *custom_data);
 
         router.add(http::Method::kGet, "/healthz", http::Access::open(),
                    [](http::Request&) -> asio::awaitable<http::Response> {
@@ -136,10 +140,19 @@ struct App::Impl {
         bots::register_routes(router, *bot_service, *dialogs, *triggers, registry);
         operators::register_routes(router, *operator_service);
         jail::register_routes(router, *jail_service);
+        customdata::register_routes(router, *custom_data);
     }
 
     /// `--demo`: the demo bot, created once (an existing bot with its name is left as the user changed it).
     asio::awaitable<void> load_demo() {
+        if (!custom_data->find_model("complaints")) {
+            // The demo bot saves complaints here (custom_modules__set).
+            json::object spec = json::parse(R"({"name": "complaints", "fields": [
+                {"name": "text", "type": "text", "required": true},
+                {"name": "kind", "type": "select", "options": ["delivery", "quality"]},
+                {"name": "phone", "type": "text"}]})").as_object();
+            co_await custom_data->create_model(std::move(spec));
+        }
         std::optional<std::string> next;
         for (const auto& bot : bot_service->list(std::string(kDemoBotName), std::nullopt, std::nullopt, 10, &next)) {
             if (bot.name == kDemoBotName) co_return;
@@ -209,6 +222,7 @@ struct App::Impl {
     std::unique_ptr<operators::OperatorService> operator_service;
     std::unique_ptr<jail::Sandbox> sandbox;
     std::unique_ptr<jail::JailService> jail_service;
+    std::unique_ptr<customdata::CustomDataService> custom_data;
     http::Router router;
     asio::io_context io;
     std::unique_ptr<http::Server> server;

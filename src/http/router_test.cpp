@@ -145,6 +145,13 @@ TEST(UrlTest, SplitsAndValidatesTargets) {
     EXPECT_FALSE(internal::split_target("/a%zz"));
     EXPECT_FALSE(internal::split_target("http://host/a"));
     EXPECT_FALSE(internal::split_target("/a b"));
+    // Brackets as clients send them in filters are accepted in the query (not in the path).
+    auto filter = internal::split_target("/records?filter[kind][eq]=x&sort=-id");
+    ASSERT_TRUE(filter);
+    EXPECT_EQ(filter->query, "filter[kind][eq]=x&sort=-id");
+    EXPECT_FALSE(internal::split_target("/a?x=1#frag"));
+    EXPECT_FALSE(internal::split_target("/a?x=\x01"));
+    EXPECT_FALSE(internal::split_target("/a[b]"));
 }
 
 TEST(UrlTest, ParsesQueryStrings) {

@@ -16,14 +16,24 @@ int hex_value(char c) {
 }  // namespace
 
 std::optional<TargetParts> split_target(std::string_view target) {
-    auto parsed = boost::urls::parse_origin_form(target);
-    if (!parsed) return std::nullopt;
+    // The path must be a valid origin-form path. The query is checked by hand: clients commonly send `[` and `]`
+    // unencoded (`filter[kind][eq]=x`, as CONTRACT.md writes it), which RFC 3986 does not allow there, so
+    // Boost.URL would refuse the whole target. Any visible ASCII except '#' is accepted; percent escapes are
+    // checked when the query is decoded.
+    std::size_t question = target.find('?');
+    std::string_view path_part = target.substr(0, question);
+    auto parsed = boost::urls::parse_origin_form(path_part);
+    if (!parsed || parsed->has_query()) return std::nullopt;
     TargetParts parts;
     auto path = parsed->encoded_path();
     parts.path = std::string_view(path.data(), path.size());
-    if (parsed->has_query()) {
-        auto query = parsed->encoded_query();
-        parts.query = std::string_view(query.data(), query.size());
+    if (question != std::string_view::npos) {
+        std::string_view query = target.substr(question + 1);
+        for (char c : query) {
+            auto u = static_cast<unsigned char>(c);
+            if (u <= 0x20 || u >= 0x7f || c == '#') return std::nullopt;
+        }
+        parts.query = query;
     }
     return parts;
 }
