@@ -47,7 +47,7 @@ wrk -t2 -c64 -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" \
   "http://127.0.0.1:$PORT/api/v1/users/$USER_ID" | grep -E "Requests/sec|50%|99%"
 echo "rss_after_load_kb $(awk '/VmRSS/ {print $2}' /proc/$PID/status)"
 
-echo "--- preview API: client messages to a 5-node bot, state and replies persisted (durable group commit)"
+echo "--- preview API: client messages to a 5-node bot over 2000 dialogs, 256 connections, state and replies persisted (durable group commit)"
 BOT_ID=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/bots" -d '{"name":"bench"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 curl -sf -X PUT -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/bots/$BOT_ID/scenario" \
@@ -64,7 +64,7 @@ with open(out, "w") as f:
         f.write(f"{bot} {json.loads(conn.getresponse().read())['session']}\n")
 PY
 export PREVIEW_SESSIONS=$SESSIONS PREVIEW_TOKEN=$TOKEN
-wrk -t2 -c64 -d"${SECS}s" --latency -s bench/bots/preview.lua "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%|unexpected" | head
+wrk -t2 -c256 -d"${SECS}s" --latency -s bench/bots/preview.lua "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%|unexpected" | head
 echo "--- preview API at lower load (16 connections): latency"
 wrk -t2 -c16 -d"${SECS}s" --latency -s bench/bots/preview.lua "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%" | head
 echo "rss_after_preview_kb $(awk '/VmRSS/ {print $2}' /proc/$PID/status)"

@@ -29,6 +29,8 @@
 #include "clients/clients.h"
 #include "customdata/customdata.h"
 #include "jail/jail.h"
+#include "outbound/outbound.h"
+#include "outbound/send_request.h"
 #include "operator/operator.h"
 #include "auth/secret_key.h"
 #include "auth/settings.h"
@@ -86,6 +88,38 @@ private:
 
 constexpr std::string_view kDemoBotName = "Parley demo: support bot";
 
+/// Action Jail's fetch() over the outbound client: the same SSRF guard and limits as action_send_request.
+class OutboundFetcher final : public jail::Fetcher {
+public:
+    explicit OutboundFetcher(outbound::Client& client) : client_(client) {}
+    void fetch(jail::FetchRequest request, std::function<void(jail::FetchResponse)> done) override {
+        outbound::Request out;
+        out.method = std::move(request.method);
+        out.url = std::move(request.url);
+        out.headers = std::move(request.headers);
+        out.body = std::move(request.body);
+        out.timeout_ms = std::max<std::int64_t>(1, request.timeout_ms);
+        if (request.max_response_bytes) out.max_response_bytes = request.max_response_bytes;
+        client_.send(std::move(out), [done = std::move(done)](outbound::Response r) {
+            jail::FetchResponse response;
+            response.status = r.status;
+            response.url = r.url;
+            for (auto& [name, value] : r.headers) response.headers.emplace_back(name, value);
+            response.body = std::move(r.body);
+            if (r.error) {
+                std::string code = r.error->code == outbound::ErrorCode::kRefusedByGuard
+                                       ? std::string(jail::kFetchRefusedByGuard)
+                                       : std::string(outbound::error_code_name(r.error->code));
+                response.error = jail::FetchError{std::move(code), r.error->message};
+            }
+            done(std::move(response));
+        });
+    }
+
+private:
+    outbound::Client& client_;
+};
+
 }  // namespace
 
 extern const char* const kDemoBotDocument;  // examples/demo-bot.json, embedded at build time
@@ -113,8 +147,12 @@ struct App::Impl {
         triggers = std::make_unique<bots::TriggerService>(*bot_service, *dialogs);
         operator_service = std::make_unique<operators::OperatorService>(*db, clock, *dialogs, *triggers, hub.get());
         registry.add(operators::make_connect_action(*operator_service));
-        // Action Jail: fetch() is refused until the outbound client (SSRF guard) is wired in.
-        sandbox = std::make_unique<jail::Sandbox>(jail::JailOptions{}, std::make_shared<jail::RefusingFetcher>());
+        outbound::ClientOptions outbound_options;
+        outbound_options.allowlist = outbound::allowlist_from_settings(*settings);
+        outbound_options.metrics = &metrics;
+        outbound_client = std::make_unique<outbound::Client>(std::move(outbound_options));
+        registry.add(outbound::make_send_request_action(*outbound_client));
+        sandbox = std::make_unique<jail::Sandbox>(jail::JailOptions{}, std::make_shared<OutboundFetcher>(*outbound_client));
         jail_service = std::make_unique<jail::JailService>(*db, clock, *sandbox, &registry, [this] {
             json::object out;  // ctx.instanceSettings: the non-secret settings
             for (const auto& s : settings->list()) {
@@ -220,6 +258,7 @@ struct App::Impl {
     std::unique_ptr<bots::DialogService> dialogs;
     std::unique_ptr<bots::TriggerService> triggers;
     std::unique_ptr<operators::OperatorService> operator_service;
+    std::unique_ptr<outbound::Client> outbound_client;
     std::unique_ptr<jail::Sandbox> sandbox;
     std::unique_ptr<jail::JailService> jail_service;
     std::unique_ptr<customdata::CustomDataService> custom_data;
@@ -232,6 +271,7 @@ struct App::Impl {
 App::App(core::Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 
 App::~App() {
+    if (impl_->outbound_client) impl_->outbound_client->shutdown();
     if (!impl_->threads.empty()) {
         impl_->io.stop();
         for (auto& t : impl_->threads) t.join();
@@ -280,6 +320,7 @@ void App::wait_for_signal() {
     std::promise<void> drained;
     d.server->stop([&drained] { drained.set_value(); });
     drained.get_future().wait();
+    d.outbound_client->shutdown();
     d.io.stop();
     for (auto& t : d.threads) t.join();
     d.threads.clear();
