@@ -2,9 +2,35 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "core/error.h"
 
 namespace parley::core {
+
+namespace {
+
+/// Boost.JSON reads numbers beyond double range (`1e999`) as infinity and would write them back as `Infinity`,
+/// which is not JSON: such input is refused instead of being stored.
+bool has_non_finite(const json::value& v, std::size_t depth = 0) {
+    if (depth > 1000) return false;
+    switch (v.kind()) {
+        case json::kind::double_: return !std::isfinite(v.get_double());
+        case json::kind::array:
+            for (const auto& x : v.get_array()) {
+                if (has_non_finite(x, depth + 1)) return true;
+            }
+            return false;
+        case json::kind::object:
+            for (const auto& kv : v.get_object()) {
+                if (has_non_finite(kv.value(), depth + 1)) return true;
+            }
+            return false;
+        default: return false;
+    }
+}
+
+}  // namespace
 
 json::value parse_json(std::string_view text, const JsonLimits& limits) {
     if (text.size() > limits.max_bytes) {
@@ -35,7 +61,11 @@ json::value parse_json(std::string_view text, const JsonLimits& limits) {
         throw BadRequest(fmt::format("malformed JSON at line {}, column {}: {}", line, column, ec.message()),
                          "invalid_json", json::array{json::object{{"line", line}, {"column", column}}});
     }
-    return parser.release();
+    json::value value = parser.release();
+    if (has_non_finite(value)) {
+        throw BadRequest("a number in the JSON is too large to represent", "number_out_of_range");
+    }
+    return value;
 }
 
 json::object parse_json_object(std::string_view text, const JsonLimits& limits) {

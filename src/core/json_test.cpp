@@ -73,3 +73,11 @@ TEST(JsonQuote, Escapes) { EXPECT_EQ(json_quote("a\"b\n"), R"("a\"b\n")"); }
 
 }  // namespace
 }  // namespace parley::core
+
+namespace parley::core {
+TEST(Json, RefusesNumbersBeyondDoubleRange) {
+    EXPECT_THROW(parse_json(R"({"a": [1, 1e999]})"), BadRequest);
+    EXPECT_THROW(parse_json("-1e400"), BadRequest);
+    EXPECT_NO_THROW(parse_json("1e308"));
+}
+}  // namespace parley::core
