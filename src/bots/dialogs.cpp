@@ -429,25 +429,82 @@ asio::awaitable<TurnOutput> DialogService::run(std::string dialog_id, Trigger tr
     co_return out;
 }
 
-asio::awaitable<std::pair<DialogInfo, TurnOutput>> DialogService::open(std::string bot_id, std::string channel,
-                                                                        clients::NewClient client) {
+asio::awaitable<DialogInfo> DialogService::create(std::string bot_id, std::string channel, clients::NewClient client) {
     clients::validate_new_client(client);
-    auto bot = bots_.load(bot_id);
-    if (!bot) throw core::NotFound(fmt::format("no bot '{}'", bot_id), "bot_not_found");
-    if (!bot->runtime) throw core::Conflict(fmt::format("bot '{}' has no scenario; PUT one first", bot_id), "no_scenario");
     std::int64_t now = bots_.clock().now_ms();
     DialogInfo dialog{core::new_id(), bot_id, {}, channel, "bot", "none", now, now};
-    auto create = [dialog, client, now](store::Tx& tx) -> std::string {
+    auto insert = [dialog, client, now](store::Tx& tx) -> std::string {
+        if (!tx.query_one("SELECT 1 FROM bots WHERE id = ?", {dialog.bot_id})) {
+            throw core::NotFound(fmt::format("no bot '{}'", dialog.bot_id), "bot_not_found");
+        }
         auto c = clients::create_client(tx, client, now);
         tx.exec("INSERT INTO dialogs(id, bot_id, client_id, channel, status, waiting, state, last_n, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, 'bot', 'none', '', 0, ?, ?)",
                 {dialog.id, dialog.bot_id, c.id, dialog.channel, now, now});
         return c.id;
     };
-    dialog.client_id = co_await store::co_write(bots_.store(), std::move(create));
+    dialog.client_id = co_await store::co_write(bots_.store(), std::move(insert));
+    co_return dialog;
+}
+
+asio::awaitable<std::pair<DialogInfo, TurnOutput>> DialogService::open(std::string bot_id, std::string channel,
+                                                                        clients::NewClient client) {
+    auto bot = bots_.load(bot_id);
+    if (!bot) throw core::NotFound(fmt::format("no bot '{}'", bot_id), "bot_not_found");
+    if (!bot->runtime) throw core::Conflict(fmt::format("bot '{}' has no scenario; PUT one first", bot_id), "no_scenario");
+    DialogInfo dialog = co_await create(std::move(bot_id), std::move(channel), std::move(client));
     Trigger start = Trigger::start();
     TurnOutput out = co_await run(dialog.id, std::move(start));
     co_return std::make_pair(std::move(dialog), std::move(out));
+}
+
+std::vector<DialogService::Delivery> DialogService::pending_deliveries(const std::vector<std::string>& channels,
+                                                                        std::size_t limit) const {
+    std::vector<Delivery> out;
+    bots_.store().read([&](store::Tx& tx) {
+        std::string sql =
+            "SELECT m.dialog_id, d.channel, d.client_id, m.n, m.sender, m.text, m.buttons, m.payload, m.created_at "
+            "FROM messages m JOIN dialogs d ON d.id = m.dialog_id WHERE m.delivery = 'pending'";
+        store::Params params;
+        if (!channels.empty()) {
+            sql += " AND d.channel IN (";
+            for (std::size_t i = 0; i < channels.size(); ++i) {
+                sql += i ? ", ?" : "?";
+                params.emplace_back(channels[i]);
+            }
+            sql += ")";
+        }
+        sql += " ORDER BY m.created_at, m.dialog_id, m.n LIMIT ?";
+        params.emplace_back(static_cast<std::int64_t>(limit));
+        for (const auto& r : tx.query(sql, params)) {
+            Message m;
+            m.n = r.integer(3);
+            m.from = r.text(4);
+            m.text = r.text(5);
+            if (!r.is_null(6)) {
+                auto v = json::parse(r.text(6));
+                if (v.is_array()) m.buttons = std::move(v.get_array());
+            }
+            if (!r.is_null(7)) {
+                auto v = json::parse(r.text(7));
+                if (v.is_object()) m.payload = std::move(v.get_object());
+            }
+            m.created_at = r.integer(8);
+            out.push_back(Delivery{r.text(0), r.text(1), r.text(2), std::move(m)});
+        }
+    });
+    return out;
+}
+
+asio::awaitable<void> DialogService::mark_delivery(std::string dialog_id, std::int64_t n, std::string status) {
+    static const char* const kStatuses[] = {"sent", "delivered", "read", "failed", "dead", "pending"};
+    bool known = false;
+    for (const char* k : kStatuses) known = known || status == k;
+    if (!known) throw core::BadRequest(fmt::format("unknown delivery status '{}'", status), "invalid_status");
+    auto write = [dialog_id, n, status](store::Tx& tx) {
+        tx.exec("UPDATE messages SET delivery = ? WHERE dialog_id = ? AND n = ?", {status, dialog_id, n});
+    };
+    co_await store::co_write(bots_.store(), std::move(write));
 }
 
 asio::awaitable<std::string> DialogService::dialog_for(std::string bot_id, std::string client_id) {

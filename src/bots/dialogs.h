@@ -95,6 +95,23 @@ public:
     boost::asio::awaitable<std::pair<DialogInfo, TurnOutput>> open(std::string bot_id, std::string channel,
                                                                    clients::NewClient client);
 
+    /// Creates a client and a dialog with `bot_id` on `channel` (in one transaction) without running anything:
+    /// channel adapters create the dialog on a client's first message, then run() that message (a dialog that
+    /// never started starts on its first message, with the text as {{user_input}}).
+    boost::asio::awaitable<DialogInfo> create(std::string bot_id, std::string channel, clients::NewClient client);
+
+    /// Bot and operator messages waiting to be sent by a channel (delivery `pending`), oldest first, of dialogs
+    /// whose channel is one of `channels` (empty: any channel except preview and api).
+    struct Delivery {
+        std::string dialog_id;
+        std::string channel;
+        std::string client_id;
+        Message message;
+    };
+    std::vector<Delivery> pending_deliveries(const std::vector<std::string>& channels, std::size_t limit) const;
+    /// Records a delivery outcome: `sent`, `delivered`, `read`, `failed` (will not be retried) or `dead`.
+    boost::asio::awaitable<void> mark_delivery(std::string dialog_id, std::int64_t n, std::string status);
+
     /// Runs one turn of dialog `dialog_id`. NotFound when the dialog does not exist; Conflict `no_scenario` when
     /// its bot has none.
     boost::asio::awaitable<TurnOutput> run(std::string dialog_id, Trigger trigger);
