@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 
 #include "auth/permissions.h"
+#include "clients/clients.h"
 #include "core/error.h"
+#include "core/ids.h"
+#include "core/template.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "events/events.h"
@@ -87,6 +90,18 @@ CREATE TABLE op_dialogs (
 );
 CREATE INDEX op_dialogs_state ON op_dialogs(state, queued_at);
 CREATE INDEX op_dialogs_operator ON op_dialogs(operator_id, state);
+)sql"},
+            {"operator", 2, "quick replies",
+             R"sql(
+CREATE TABLE op_quick_replies (
+  id TEXT PRIMARY KEY,
+  owner_id TEXT,
+  title TEXT NOT NULL,
+  text TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX op_quick_replies_owner ON op_quick_replies(owner_id);
 )sql"}};
 }
 
@@ -310,6 +325,181 @@ boost::asio::awaitable<std::size_t> OperatorService::dispatch_queue() {
         publish("operator.dialog", json::object{{"dialog_id", dialog}, {"status", "assigned"}, {"operator_id", user}});
     }
     co_return assigned.size();
+}
+
+namespace {
+
+constexpr std::size_t kMaxQuickReplyTitle = 200;
+constexpr std::size_t kMaxQuickReplyText = 4096;
+
+json::object quick_reply_json(const store::Row& r) {
+    return json::object{{"id", r.text(0)},
+                        {"shared", r.is_null(1)},
+                        {"owner_id", r.is_null(1) ? json::value(nullptr) : json::value(r.text(1))},
+                        {"title", r.text(2)},
+                        {"text", r.text(3)},
+                        {"updated_at", core::format_time(r.integer(5))}};
+}
+
+void check_quick_reply(const std::string& title, const std::string& text) {
+    if (title.empty() || title.size() > kMaxQuickReplyTitle) {
+        throw core::BadRequest(fmt::format("'title' must be 1 to {} bytes", kMaxQuickReplyTitle), "invalid_title",
+                               json::array{json::object{{"field", "title"}}});
+    }
+    if (text.empty() || text.size() > kMaxQuickReplyText) {
+        throw core::BadRequest(fmt::format("'text' must be 1 to {} bytes", kMaxQuickReplyText), "invalid_text",
+                               json::array{json::object{{"field", "text"}}});
+    }
+    auto compiled = core::Template::compile(text);
+    if (auto* error = std::get_if<core::TemplateError>(&compiled)) {
+        throw core::Unprocessable(fmt::format("the text has a template error at byte {}: {}", error->offset, error->message),
+                                  "template_error", json::array{json::object{{"field", "text"}, {"offset", error->offset}}});
+    }
+}
+
+bool manages_shared(const core::Principal& who) {
+    return who.can(auth::kModuleOperatorSettings, core::Action::kEdit);
+}
+
+/// Lower-case words of at least 3 bytes (ASCII letters folded; other bytes kept), for ranking.
+std::vector<std::string> words_of(std::string_view text) {
+    std::vector<std::string> out;
+    std::string word;
+    auto flush = [&] {
+        if (word.size() >= 3) out.push_back(word);
+        word.clear();
+    };
+    for (unsigned char c : text) {
+        if (std::isalnum(c) || c >= 0x80) {
+            word.push_back(static_cast<char>(std::tolower(c)));
+        } else {
+            flush();
+        }
+    }
+    flush();
+    return out;
+}
+
+}  // namespace
+
+json::array OperatorService::quick_replies(const core::Principal& who, std::optional<std::string> q) const {
+    json::array out;
+    store_.read([&](store::Tx& tx) {
+        std::string sql = "SELECT id, owner_id, title, text, created_at, updated_at FROM op_quick_replies "
+                          "WHERE (owner_id IS NULL OR owner_id = ?)";
+        store::Params params{who.user_id};
+        if (q) {
+            sql += " AND (instr(lower(title), lower(?)) > 0 OR instr(lower(text), lower(?)) > 0)";
+            params.insert(params.end(), {*q, *q});
+        }
+        sql += " ORDER BY title LIMIT 500";
+        for (const auto& r : tx.query(sql, params)) out.push_back(quick_reply_json(r));
+    });
+    return out;
+}
+
+boost::asio::awaitable<json::object> OperatorService::create_quick_reply(const core::Principal& who, json::object body) {
+    core::reject_unknown_fields(body, {"title", "text", "shared"});
+    std::string title(core::required_string(body, "title"));
+    std::string text(core::required_string(body, "text"));
+    bool shared = core::optional_bool(body, "shared").value_or(false);
+    check_quick_reply(title, text);
+    if (shared && !manages_shared(who)) {
+        throw core::Forbidden("shared quick replies need operator_settings.edit", "forbidden");
+    }
+    std::string id = core::new_id();
+    std::int64_t now = clock_.now_ms();
+    auto insert = [id, owner = shared ? std::string() : who.user_id, title, text, now](store::Tx& tx) {
+        tx.exec("INSERT INTO op_quick_replies(id, owner_id, title, text, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                {id, owner.empty() ? store::Value(nullptr) : store::Value(owner), title, text, now, now});
+    };
+    co_await store::co_write(store_, std::move(insert));
+    co_return json::object{{"id", id}, {"shared", shared}, {"owner_id", shared ? json::value(nullptr) : json::value(who.user_id)},
+                           {"title", title}, {"text", text}, {"updated_at", core::format_time(now)}};
+}
+
+boost::asio::awaitable<json::object> OperatorService::update_quick_reply(const core::Principal& who, std::string id,
+                                                                         json::object body) {
+    core::reject_unknown_fields(body, {"title", "text"});
+    auto title = core::optional_string(body, "title");
+    auto text = core::optional_string(body, "text");
+    std::int64_t now = clock_.now_ms();
+    bool manager = manages_shared(who);
+    auto change = [id, user = who.user_id, manager, title, text, now](store::Tx& tx) -> std::optional<json::object> {
+        auto r = tx.query_one("SELECT id, owner_id, title, text, created_at, updated_at FROM op_quick_replies WHERE id = ?", {id});
+        if (!r) return std::nullopt;
+        bool own = !r->is_null(1) && r->text(1) == user;
+        if (!own && !(r->is_null(1) && manager)) throw core::Forbidden("this quick reply is not yours to change", "forbidden");
+        std::string t = title.value_or(r->text(2));
+        std::string x = text.value_or(r->text(3));
+        check_quick_reply(t, x);
+        tx.exec("UPDATE op_quick_replies SET title = ?, text = ?, updated_at = ? WHERE id = ?", {t, x, now, id});
+        return quick_reply_json(*tx.query_one("SELECT id, owner_id, title, text, created_at, updated_at FROM op_quick_replies WHERE id = ?", {id}));
+    };
+    auto out = co_await store::co_write(store_, std::move(change));
+    if (!out) throw core::NotFound(fmt::format("no quick reply '{}'", id), "quick_reply_not_found");
+    co_return *out;
+}
+
+boost::asio::awaitable<void> OperatorService::delete_quick_reply(const core::Principal& who, std::string id) {
+    bool manager = manages_shared(who);
+    auto erase = [id, user = who.user_id, manager](store::Tx& tx) -> bool {
+        auto r = tx.query_one("SELECT owner_id FROM op_quick_replies WHERE id = ?", {id});
+        if (!r) return false;
+        bool own = !r->is_null(0) && r->text(0) == user;
+        if (!own && !(r->is_null(0) && manager)) throw core::Forbidden("this quick reply is not yours to delete", "forbidden");
+        tx.exec("DELETE FROM op_quick_replies WHERE id = ?", {id});
+        return true;
+    };
+    bool removed = co_await store::co_write(store_, std::move(erase));
+    if (!removed) throw core::NotFound(fmt::format("no quick reply '{}'", id), "quick_reply_not_found");
+}
+
+json::object OperatorService::copilot(const core::Principal& who, std::string_view dialog_id) const {
+    json::object dialog = visible_dialog(who, dialog_id);
+    std::string recent;
+    auto messages = dialogs_.messages(dialog_id, 0, 10'000);
+    int taken = 0;
+    for (auto it = messages.rbegin(); it != messages.rend() && taken < 3; ++it) {
+        if (it->from == "client") {
+            recent += it->text + " ";
+            ++taken;
+        }
+    }
+    json::object client;
+    store_.read([&](store::Tx& tx) {
+        if (auto c = clients::find_client(tx, std::string(dialog.at("client").at("id").as_string()))) client = c->to_json();
+    });
+    json::object scope_root{{"client", client},
+                            {"operator", json::object{{"name", who.name}, {"email", who.email}}}};
+    core::JsonScope scope(scope_root);
+    auto wanted = words_of(recent);
+    std::vector<std::pair<int, json::object>> ranked;
+    for (auto& value : quick_replies(who, std::nullopt)) {
+        json::object reply = value.as_object();
+        int score = 0;
+        auto have = words_of(std::string(reply.at("title").as_string()) + " " + std::string(reply.at("text").as_string()));
+        for (const auto& w : wanted) {
+            for (const auto& h : have) {
+                // A shared stem of 5+ bytes counts too ("delivery"/"delivered", "доставка"/"доставку").
+                std::size_t common = 0;
+                while (common < w.size() && common < h.size() && w[common] == h[common]) ++common;
+                if (w == h || common >= std::min<std::size_t>(8, std::min(w.size(), h.size())) || common >= 8) {
+                    ++score;
+                    break;
+                }
+            }
+        }
+        if (score == 0) continue;
+        auto compiled = core::Template::compile(reply.at("text").as_string());
+        if (auto* t = std::get_if<core::Template>(&compiled)) reply["rendered"] = t->render(scope);
+        reply["score"] = score;
+        ranked.emplace_back(score, std::move(reply));
+    }
+    std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    json::array suggestions;
+    for (std::size_t i = 0; i < ranked.size() && i < 5; ++i) suggestions.push_back(std::move(ranked[i].second));
+    return json::object{{"dialog_id", dialog_id}, {"suggestions", std::move(suggestions)}, {"snippets", json::array{}}};
 }
 
 void OperatorService::connect(actions::ActionCall call, actions::ActionDone done) {

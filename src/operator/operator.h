@@ -61,6 +61,18 @@ public:
     /// Messages of a dialog the caller may see.
     json::array messages(const core::Principal& who, std::string_view dialog_id, std::int64_t after, std::size_t limit) const;
 
+    /// Quick replies: personal ones (`shared` false) belong to their author; shared ones need operator_settings.edit
+    /// to change. Texts are templates over the dialog's client (`{{client.name}}`, `{{operator.name}}`); a text that
+    /// does not compile is refused (422 naming the offset).
+    json::array quick_replies(const core::Principal& who, std::optional<std::string> q) const;
+    boost::asio::awaitable<json::object> create_quick_reply(const core::Principal& who, json::object body);
+    boost::asio::awaitable<json::object> update_quick_reply(const core::Principal& who, std::string id, json::object body);
+    boost::asio::awaitable<void> delete_quick_reply(const core::Principal& who, std::string id);
+
+    /// Copilot for a dialog: quick replies ranked by the words they share with the client's last messages,
+    /// rendered for this client. (Fastline Pro adds knowledge snippets when an agent is configured.)
+    json::object copilot(const core::Principal& who, std::string_view dialog_id) const;
+
     /// The scenario action: see make_connect_action.
     void connect(actions::ActionCall call, actions::ActionDone done);
 

@@ -65,6 +65,27 @@ void register_routes(http::Router& router, OperatorService& service) {
         auto items = s->messages(req.user(), req.param("id"), after, limit);
         co_return Response::json(http::page(std::move(items), std::nullopt));
     });
+    router.add(Method::kGet, "/api/v1/operator/dialogs/{id}/copilot", view, [s](Request& req) -> Awaitable {
+        co_return Response::json(s->copilot(req.user(), req.param("id")));
+    });
+    router.add(Method::kGet, "/api/v1/operator/quick-replies", view, [s](Request& req) -> Awaitable {
+        auto q = http::query_text(req, "q");
+        co_return Response::json(http::page(s->quick_replies(req.user(), q), std::nullopt));
+    });
+    router.add(Method::kPost, "/api/v1/operator/quick-replies", edit, [s](Request& req) -> Awaitable {
+        auto body = req.json();
+        auto out = co_await s->create_quick_reply(req.user(), std::move(body));
+        co_return Response::json(out, 201);
+    });
+    router.add(Method::kPatch, "/api/v1/operator/quick-replies/{id}", edit, [s](Request& req) -> Awaitable {
+        auto body = req.json();
+        auto out = co_await s->update_quick_reply(req.user(), req.param("id"), std::move(body));
+        co_return Response::json(out);
+    });
+    router.add(Method::kDelete, "/api/v1/operator/quick-replies/{id}", edit, [s](Request& req) -> Awaitable {
+        co_await s->delete_quick_reply(req.user(), req.param("id"));
+        co_return Response::no_content();
+    });
     router.add(Method::kPost, "/api/v1/operator/dialogs/{id}/close", edit, [s](Request& req) -> Awaitable {
         co_await s->close(req.user(), req.param("id"));
         co_return Response::json(boost::json::object{{"id", req.param("id")}, {"status", "closed"}});

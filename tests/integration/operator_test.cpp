@@ -140,6 +140,31 @@ TEST_F(OperatorPanel, CapacityQueueOrderAndBoundaries) {
     EXPECT_EQ(op2->post("/api/v1/operator/dialogs/" + second + "/messages", {{"text", ""}}).status, 400);
 }
 
+TEST_F(OperatorPanel, QuickRepliesAndCopilot) {
+    auto op = operator_user("op1@example.com");
+    ASSERT_EQ(op->put("/api/v1/operator/status", {{"status", "online"}}).status, 200);
+    // Shared replies need operator_settings.edit (the administrator here); operators keep personal ones.
+    EXPECT_EQ(op->post("/api/v1/operator/quick-replies", {{"title", "x"}, {"text", "y"}, {"shared", true}}).status, 403);
+    auto shared = admin_->post("/api/v1/operator/quick-replies",
+                               {{"title", "Invoice"}, {"text", "Dear {{client.name}}, your invoice is being corrected."}, {"shared", true}});
+    ASSERT_EQ(shared.status, 201) << shared.body;
+    ASSERT_EQ(op->post("/api/v1/operator/quick-replies", {{"title", "Delivery"}, {"text", "Your parcel is on its way."}}).status, 201);
+    EXPECT_EQ(op->post("/api/v1/operator/quick-replies", {{"title", "Bad"}, {"text", "{{client.name"}}).status, 422);
+    EXPECT_EQ(op->get("/api/v1/operator/quick-replies").json().at("items").as_array().size(), 2u);
+    EXPECT_EQ(admin_->get("/api/v1/operator/quick-replies").json().at("items").as_array().size(), 1u);
+
+    auto [sid, pressed] = client_asks_for_operator();
+    ASSERT_EQ(admin_->post(preview(sid), {{"text", "my invoice is wrong"}}).status, 200);
+    auto copilot = op->get("/api/v1/operator/dialogs/" + sid + "/copilot");
+    ASSERT_EQ(copilot.status, 200) << copilot.body;
+    auto suggestions = copilot.json().at("suggestions").as_array();
+    ASSERT_EQ(suggestions.size(), 1u) << copilot.body;
+    EXPECT_EQ(suggestions[0].at("rendered"), "Dear Olena, your invoice is being corrected.");
+    std::string id(shared.json().at("id").as_string());
+    EXPECT_EQ(op->del("/api/v1/operator/quick-replies/" + id).status, 403);
+    EXPECT_EQ(admin_->del("/api/v1/operator/quick-replies/" + id).status, 204);
+}
+
 TEST_F(OperatorPanel, NobodyOnlineWithoutQueueIsTheLimitBranch) {
     std::string doc = kBot;
     doc.replace(doc.find(R"("status":"queue",)"), 17, "");
