@@ -136,6 +136,7 @@ struct App::Impl {
         auth = std::make_unique<auth::AuthService>(*db, clock, *settings, auth::AuthOptions::from_config(config));
         hub = std::make_unique<events::EventHub>(10'000, &metrics);
         actions::register_builtin_actions(registry);
+        clients::register_actions(registry, *db, clock);
         scenario_settings = std::make_unique<ScenarioSettings>(*settings);
         bot_service = std::make_unique<bots::BotService>(*db, clock, registry);
         bots::DialogOptions dialog_options;

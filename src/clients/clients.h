@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "actions/actions.h"
+#include "core/clock.h"
 #include "store/store.h"
 
 namespace parley::http {
@@ -64,5 +66,10 @@ void touch_client(store::Tx& tx, std::string_view id, std::int64_t now_ms, std::
 /// GET /api/v1/clients (q: name/phone/email substring, cursor, limit) and GET /api/v1/clients/{id}
 /// (permission clients.view).
 void register_routes(http::Router& router, store::Store& store);
+
+/// `registered_users__get` (found, not_found: by `id`, `phone` or `email`, default the dialog's client; the card's
+/// fields land in state, or under `save_as`) and `registered_users__set` (success, error: `values` set on the
+/// dialog's client — name, phone, email, language and custom fields; also merged into state).
+void register_actions(actions::ActionRegistry& registry, store::Store& store, const core::Clock& clock);
 
 }  // namespace parley::clients

@@ -158,6 +158,29 @@ TEST_F(BotsApi, BadDocumentsAndMessagesChangeNothing) {
     EXPECT_EQ(client_->get("/api/v1/bots/nobot").status, 404);
 }
 
+TEST_F(BotsApi, RegisteredUsersActionsReadAndWriteTheClientCard) {
+    std::string id = create_bot(R"({"format":"parley.scenario/1","languages":["en"],"sections":[{"name":"main","nodes":[
+      {"id":"start","type":"start","next":"ask"},
+      {"id":"ask","type":"input","prompt":"Your city?","save_as":"answer","next":"save"},
+      {"id":"save","type":"action","action":"registered_users__set","params":{"values":{"city":"{{answer}}","name":"Olena P."}},
+       "on":{"success":"load","error":"oops"}},
+      {"id":"load","type":"action","action":"registered_users__get","params":{},"on":{"found":"say","not_found":"oops"}},
+      {"id":"say","type":"message","text":"{{name}} from {{city}}, {{phone}}","next":"fin"},
+      {"id":"oops","type":"message","text":"oops","next":"fin"},
+      {"id":"fin","type":"end"}]}]})");
+    auto session = client_->post("/api/v1/bots/" + id + "/preview", {{"user", {{"name", "Olena"}, {"phone", "+380501112233"}}}});
+    ASSERT_EQ(session.status, 201) << session.body;
+    std::string sid(session.json().at("session").as_string());
+    std::string client_id(session.json().at("client").at("id").as_string());
+    auto said = client_->post("/api/v1/bots/" + id + "/preview/" + sid + "/messages", {{"text", "Lviv"}});
+    ASSERT_EQ(said.status, 200) << said.body;
+    EXPECT_EQ(reply_texts(said.json()), std::vector<std::string>{"Olena P. from Lviv, +380501112233"});
+    auto card = client_->get("/api/v1/clients/" + client_id);
+    ASSERT_EQ(card.status, 200);
+    EXPECT_EQ(card.json().at("name"), "Olena P.");
+    EXPECT_EQ(card.json().at("city"), "Lviv");
+}
+
 TEST(BotsDemo, DemoBotIsLoadedAndGreets) {
     TempDir dir;
     ParleyProcess server(dir.path(), {"--demo"});
