@@ -712,10 +712,22 @@ void Engine::timer_fired(const Timer& timer) {
 
 void Engine::on_clock() {
     const std::int64_t now = steady_ns();
+    // Deadlines first: when the thread was late (a loaded machine), a timer capped at the deadline and the
+    // deadline itself fall due together, and the breach must win over the timer.
+    for (auto it = runs_.begin(); it != runs_.end();) {
+        Run& run = *it->second;
+        ++it;  // finish() erases the run
+        if (run.deadline_ns <= now) {
+            breach(run, "time_limit",
+                   fmt::format("the run exceeded its time limit of {} ms while waiting for fetch or a timer",
+                               run.input.limits.timeout_ms));
+            finish(run, failed(run.breach->code, run.breach->message));
+        }
+    }
     while (!timers_.empty() && timers_.begin()->first <= now) {
         Timer timer = timers_.begin()->second;
         timers_.erase(timers_.begin());
-        timer_fired(timer);
+        timer_fired(timer);  // ignores timers of runs that have finished
     }
     for (auto it = runs_.begin(); it != runs_.end();) {
         Run& run = *it->second;
