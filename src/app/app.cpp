@@ -27,6 +27,7 @@
 #include "bots/routes.h"
 #include "bots/triggers.h"
 #include "clients/clients.h"
+#include "channels/channels.h"
 #include "customdata/customdata.h"
 #include "jail/jail.h"
 #include "outbound/outbound.h"
@@ -58,6 +59,7 @@ std::vector<store::Migration> all_migrations() {
     for (auto& m : auth::migrations()) out.push_back(m);
     for (auto& m : jail::migrations()) out.push_back(m);
     for (auto& m : customdata::migrations()) out.push_back(m);
+    for (auto& m : channels::migrations()) out.push_back(m);
     for (auto& m : clients::migrations()) out.push_back(m);
     for (auto& m : bots::migrations()) out.push_back(m);
     for (auto& m : operators::migrations()) out.push_back(m);
@@ -132,7 +134,8 @@ struct App::Impl {
         options.readers = config.db_readers ? config.db_readers : thread_count(config) + 2;
         db = store::Store::open_sqlite(options, all_migrations(), &metrics);
 
-        settings = std::make_unique<auth::SettingsService>(*db, clock, auth::load_or_create_secret_key(config.data_dir));
+        secret_key = auth::load_or_create_secret_key(config.data_dir);
+        settings = std::make_unique<auth::SettingsService>(*db, clock, secret_key);
         auth = std::make_unique<auth::AuthService>(*db, clock, *settings, auth::AuthOptions::from_config(config));
         hub = std::make_unique<events::EventHub>(10'000, &metrics);
         actions::register_builtin_actions(registry);
@@ -164,6 +167,10 @@ struct App::Impl {
         jail_service->load();
         custom_data = std::make_unique<customdata::CustomDataService>(*db, clock);
         customdata::register_actions(registry, *custom_data);
+        channels::ChannelOptions channel_options;
+        channel_options.public_base_url = config.base_url();
+        channel_service = std::make_unique<channels::ChannelService>(*db, clock, *bot_service, *dialogs,
+                                                                     *outbound_client, secret_key, channel_options);
 
         router.add(http::Method::kGet, "/healthz", http::Access::open(),
                    [](http::Request&) -> asio::awaitable<http::Response> {
@@ -180,6 +187,7 @@ struct App::Impl {
         operators::register_routes(router, *operator_service);
         jail::register_routes(router, *jail_service);
         customdata::register_routes(router, *custom_data);
+        channels::register_routes(router, *channel_service);
     }
 
     /// `--demo`: the demo bot, created once (an existing bot with its name is left as the user changed it).
@@ -250,6 +258,7 @@ struct App::Impl {
     core::SystemClock clock;
     core::Metrics metrics;
     std::unique_ptr<store::Store> db;
+    auth::SecretKey secret_key;
     std::unique_ptr<auth::SettingsService> settings;
     std::unique_ptr<auth::AuthService> auth;
     std::unique_ptr<events::EventHub> hub;
@@ -263,6 +272,7 @@ struct App::Impl {
     std::unique_ptr<jail::Sandbox> sandbox;
     std::unique_ptr<jail::JailService> jail_service;
     std::unique_ptr<customdata::CustomDataService> custom_data;
+    std::unique_ptr<channels::ChannelService> channel_service;
     http::Router router;
     asio::io_context io;
     std::unique_ptr<http::Server> server;
@@ -272,6 +282,7 @@ struct App::Impl {
 App::App(core::Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 
 App::~App() {
+    if (impl_->channel_service) impl_->channel_service->stop();
     if (impl_->outbound_client) impl_->outbound_client->shutdown();
     if (!impl_->threads.empty()) {
         impl_->io.stop();
@@ -299,6 +310,7 @@ std::uint16_t App::start() {
         while (loaded.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) d.io.run_one();
         loaded.get();
     }
+    d.channel_service->start(d.io.get_executor());
     asio::co_spawn(d.io, d.maintenance(), asio::detached);
     asio::co_spawn(d.io, d.scheduler(), asio::detached);
     unsigned n = thread_count(d.config);
@@ -321,7 +333,9 @@ void App::wait_for_signal() {
     std::promise<void> drained;
     d.server->stop([&drained] { drained.set_value(); });
     drained.get_future().wait();
-    d.outbound_client->shutdown();
+    d.channel_service->stop();
+    d.outbound_client->shutdown();  // cancels an in-flight getUpdates
+    d.channel_service->wait_stopped();
     d.io.stop();
     for (auto& t : d.threads) t.join();
     d.threads.clear();

@@ -1,0 +1,195 @@
+/// Channels: the registry of a bot's channel connections (kind, encrypted credentials, API base URL, status)
+/// and the channel runtime that connects them to the message pipeline — inbound webhooks and long polling into a
+/// persisted inbox, bot turns through bots::DialogService, and the dispatcher that sends the outbox through the
+/// channel's API with retries, backoff and rate limits. Only Telegram has an adapter so far; other kinds are
+/// stored and listed but neither receive nor send yet.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/secret_key.h"
+#include "bots/bots.h"
+#include "bots/dialogs.h"
+#include "bots/keyed_lock.h"
+#include "core/clock.h"
+#include "outbound/outbound.h"
+#include "store/store.h"
+
+namespace parley::http {
+class Router;
+}
+
+namespace parley::channels {
+
+namespace json = boost::json;
+
+/// Limits of the registry and the runtime.
+inline constexpr std::size_t kMaxCredentialKeys = 32;
+inline constexpr std::size_t kMaxCredentialValueBytes = 4096;
+inline constexpr std::size_t kMaxApiBaseUrlBytes = 2048;
+inline constexpr std::size_t kMaxWebhookBodyBytes = 1024 * 1024;  ///< larger updates answer 413, nothing stored
+inline constexpr int kMaxDeliveryAttempts = 5;                    ///< then the message is marked `dead`
+
+/// The kinds a channel may have (CONTRACT.md "Channels").
+const std::vector<std::string>& channel_kinds();
+
+/// A stored channel as the API shows it: credentials never leave the service, only which keys are set.
+struct Channel {
+    std::string id;
+    std::string bot_id;
+    std::string kind;
+    std::vector<std::string> credential_keys;  ///< sorted
+    std::string mode;                          ///< telegram: webhook | polling; "" for other kinds
+    std::string api_base_url;
+    std::string status;  ///< active | error | disabled
+    std::string last_error;
+    std::int64_t created_at = 0;
+    std::int64_t updated_at = 0;
+    json::object to_json() const;
+};
+
+/// POST body.
+struct NewChannel {
+    std::string kind;
+    json::object credentials;
+    std::optional<std::string> api_base_url;  ///< default: the platform's public API (telegram: api.telegram.org)
+};
+
+/// PATCH body: absent fields stay. `credentials` replaces the whole set; `status` may be active or disabled.
+struct ChannelPatch {
+    std::optional<json::object> credentials;
+    std::optional<std::string> api_base_url;
+    std::optional<std::string> status;
+};
+
+struct ChannelOptions {
+    std::string public_base_url;                 ///< core::Config::base_url(): webhooks are {this}/hooks/{id}
+    std::int64_t poll_timeout_s = 25;            ///< getUpdates long-poll `timeout`
+    std::int64_t poll_error_pause_ms = 2'000;    ///< pause after a failed getUpdates
+    std::int64_t dispatch_idle_ms = 100;         ///< dispatcher pause when nothing is due
+    std::size_t dispatch_batch = 200;            ///< pending deliveries read per round
+    double bot_messages_per_second = 30;         ///< per-bot token bucket (Telegram's broadcast limit)
+    std::int64_t backoff_base_ms = 1'000;        ///< 5xx / network: base * 2^(attempt-1), capped at backoff_max_ms
+    std::int64_t backoff_max_ms = 5 * 60'000;
+    std::int64_t request_timeout_ms = 15'000;    ///< every API call except getUpdates (timeout + 10 s)
+};
+
+/// Migrations of module `channels` (channels, channel_inbox, channel_identities, channel_deliveries).
+std::vector<store::Migration> migrations();
+
+/// The registry and the runtime. Thread-safety: every method may be called from any thread. Background loops
+/// (one dispatcher, one getUpdates loop per polling channel, inbox processing) run as coroutines on the executor
+/// given to start(); none blocks a thread: HTTP goes through outbound::Client, writes through store::co_write.
+/// Ownership: references to store, clock, bots, dialogs and client must outlive the service; call stop() and
+/// wait_stopped() before destroying it.
+class ChannelService {
+public:
+    ChannelService(store::Store& store, const core::Clock& clock, bots::BotService& bots,
+                   bots::DialogService& dialogs, outbound::Client& client, const auth::SecretKey& key,
+                   ChannelOptions options);
+    ~ChannelService();
+
+    // --- registry ---------------------------------------------------------------------------------------------
+    /// Validates (400), stores, then connects the channel (telegram webhook: setWebhook; polling: deleteWebhook
+    /// and starts a getUpdates loop). A failed connection leaves the channel with status `error` and last_error.
+    /// NotFound `bot_not_found`.
+    boost::asio::awaitable<Channel> create(std::string bot_id, NewChannel channel);
+    std::vector<Channel> list(std::string_view bot_id, std::optional<std::string> cursor, std::size_t limit,
+                              std::optional<std::string>* next_cursor) const;
+    /// NotFound `channel_not_found` (also when it belongs to another bot).
+    Channel get(std::string_view bot_id, std::string_view id) const;
+    boost::asio::awaitable<Channel> update(std::string bot_id, std::string id, ChannelPatch patch);
+    /// Deletes the channel (telegram webhook: deleteWebhook, best effort), its inbox, identities and delivery
+    /// state. Its dialogs stay as history.
+    boost::asio::awaitable<void> remove(std::string bot_id, std::string id);
+
+    // --- inbound ----------------------------------------------------------------------------------------------
+    /// POST /hooks/{channel_id}: verifies, persists into the inbox, then processes in the background. Returns
+    /// the HTTP status to answer (200 stored or duplicate). Throws Unauthorized (wrong secret, nothing stored),
+    /// NotFound (unknown or disabled channel), BadRequest (malformed update), TooLarge.
+    boost::asio::awaitable<int> receive_webhook(std::string channel_id, std::string secret, std::string body);
+
+    // --- lifecycle --------------------------------------------------------------------------------------------
+    /// Starts the dispatcher, the polling loops of polling channels, and reprocesses inbox rows left unprocessed
+    /// by a crash. Call once.
+    void start(boost::asio::any_io_executor executor);
+    /// Asks every loop to end (each ends within ~100 ms, a getUpdates in flight when outbound::Client shuts down
+    /// or its long poll returns). Idempotent.
+    void stop();
+    /// Blocks the calling (non-worker) thread until every background coroutine has ended; the executor must still
+    /// run (call before io_context::stop()). The destructor waits at most 5 s.
+    void wait_stopped();
+
+    /// Counters for tests and /metrics.
+    struct Stats {
+        std::uint64_t received = 0;    ///< inbox rows stored
+        std::uint64_t duplicates = 0;  ///< redelivered updates ignored
+        std::uint64_t processed = 0;   ///< inbox rows processed (done or failed)
+        std::uint64_t sent = 0;        ///< outbox messages sent
+        std::uint64_t retried = 0;     ///< send attempts that will be retried (429, 5xx, network)
+        std::uint64_t dead = 0;
+    };
+    Stats stats() const;
+
+private:
+    struct Stored;  // a channel row with decrypted credentials
+    struct Bucket {
+        double tokens = 0;
+        std::int64_t last_ms = 0;
+        std::int64_t paused_until_ms = 0;
+    };
+
+    std::optional<Stored> load(std::string_view id) const;
+    std::vector<Stored> load_active(std::string_view kind) const;
+    boost::asio::awaitable<void> connect(Stored channel);
+    boost::asio::awaitable<void> set_status(std::string id, std::string status, std::string error);
+    boost::asio::awaitable<outbound::Response> call(const Stored& channel, std::string method, json::object args,
+                                                    std::int64_t timeout_ms);
+    boost::asio::awaitable<bool> store_update(const std::string& channel_id, std::int64_t update_id,
+                                              std::string payload);
+    void spawn(boost::asio::any_io_executor executor, boost::asio::awaitable<void> task);
+    boost::asio::awaitable<void> process(std::string channel_id, std::int64_t update_id);
+    boost::asio::awaitable<void> recover_inbox();
+    boost::asio::awaitable<void> poll_loop(std::string channel_id);
+    void ensure_polling(const std::string& channel_id);
+    boost::asio::awaitable<void> dispatch_loop();
+    boost::asio::awaitable<bool> deliver(const Stored& channel, const bots::DialogService::Delivery& delivery);
+    boost::asio::awaitable<void> sleep_ms(std::int64_t ms);
+    boost::asio::awaitable<void> take_token(const std::string& bot_id);
+    std::string callback_data(const std::string& button_id) const;
+    std::string resolve_callback(const std::string& dialog_id, const std::string& data) const;
+
+    store::Store& store_;
+    const core::Clock& clock_;
+    bots::BotService& bots_;
+    bots::DialogService& dialogs_;
+    outbound::Client& client_;
+    auth::SecretKey key_;
+    ChannelOptions options_;
+    bots::KeyedLock user_locks_;  ///< one client's updates are processed one after another, in arrival order
+
+    mutable std::mutex mutex_;
+    std::optional<boost::asio::any_io_executor> executor_;  ///< set by start()
+    std::map<std::string, bool> polling_;                   ///< channel id → a getUpdates loop runs
+    std::map<std::string, Bucket> buckets_;                 ///< bot id → token bucket (dispatcher only)
+    std::condition_variable idle_;
+    std::size_t running_ = 0;  ///< background coroutines alive
+    std::atomic<bool> stopping_{false};
+    Stats stats_;
+};
+
+void register_routes(http::Router& router, ChannelService& channels);
+
+}  // namespace parley::channels

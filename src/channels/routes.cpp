@@ -1,0 +1,100 @@
+#include <fmt/format.h>
+
+#include "channels/channels.h"
+#include "core/error.h"
+#include "core/ids.h"
+#include "core/json.h"
+#include "http/http.h"
+#include "http/paging.h"
+
+namespace parley::channels {
+
+namespace {
+
+using core::Action;
+using http::Access;
+using http::Method;
+using http::Request;
+using http::Response;
+using Awaitable = boost::asio::awaitable<Response>;
+
+std::optional<std::string> cursor_of(const Request& req) {
+    auto text = req.query_param("cursor");
+    if (!text || text->empty()) return std::nullopt;
+    if (!core::looks_like_id(*text)) {
+        throw core::BadRequest("'cursor' is not a cursor this API handed out", "invalid_cursor",
+                               json::array{json::object{{"field", "cursor"}}});
+    }
+    return std::string(*text);
+}
+
+json::object credentials_of(const json::object& body) {
+    auto it = body.find("credentials");
+    if (it == body.end() || it->value().is_null()) return {};
+    if (!it->value().is_object()) {
+        throw core::BadRequest("'credentials' must be an object", "wrong_type",
+                               json::array{json::object{{"field", "credentials"}}});
+    }
+    return it->value().get_object();
+}
+
+}  // namespace
+
+void register_routes(http::Router& router, ChannelService& channels) {
+    ChannelService* c = &channels;
+
+    router.add(Method::kPost, "/api/v1/bots/{bot}/channels", Access::need("channels", Action::kEdit),
+               [c](Request& req) -> Awaitable {
+                   auto body = req.json();
+                   core::reject_unknown_fields(body, {"kind", "credentials", "api_base_url"});
+                   NewChannel in;
+                   in.kind = std::string(core::required_string(body, "kind"));
+                   in.credentials = credentials_of(body);
+                   in.api_base_url = core::optional_string(body, "api_base_url");
+                   Channel created = co_await c->create(req.param("bot"), std::move(in));
+                   co_return Response::json(created.to_json(), 201);
+               });
+
+    router.add(Method::kGet, "/api/v1/bots/{bot}/channels", Access::need("channels", Action::kView),
+               [c](Request& req) -> Awaitable {
+                   std::optional<std::string> next;
+                   auto items = c->list(req.param("bot"), cursor_of(req), http::page_limit(req), &next);
+                   json::array out;
+                   for (const auto& ch : items) out.push_back(ch.to_json());
+                   co_return Response::json(json::object{
+                       {"items", std::move(out)}, {"next_cursor", next ? json::value(*next) : json::value(nullptr)}});
+               });
+
+    router.add(Method::kGet, "/api/v1/bots/{bot}/channels/{id}", Access::need("channels", Action::kView),
+               [c](Request& req) -> Awaitable {
+                   co_return Response::json(c->get(req.param("bot"), req.param("id")).to_json());
+               });
+
+    router.add(Method::kPatch, "/api/v1/bots/{bot}/channels/{id}", Access::need("channels", Action::kEdit),
+               [c](Request& req) -> Awaitable {
+                   auto body = req.json();
+                   core::reject_unknown_fields(body, {"credentials", "api_base_url", "status"});
+                   ChannelPatch patch;
+                   if (body.contains("credentials")) patch.credentials = credentials_of(body);
+                   patch.api_base_url = core::optional_string(body, "api_base_url");
+                   patch.status = core::optional_string(body, "status");
+                   Channel updated = co_await c->update(req.param("bot"), req.param("id"), std::move(patch));
+                   co_return Response::json(updated.to_json());
+               });
+
+    router.add(Method::kDelete, "/api/v1/bots/{bot}/channels/{id}", Access::need("channels", Action::kDelete),
+               [c](Request& req) -> Awaitable {
+                   co_await c->remove(req.param("bot"), req.param("id"));
+                   co_return Response::no_content();
+               });
+
+    // Inbound webhooks: public, verified by the platform's secret (Telegram: X-Telegram-Bot-Api-Secret-Token).
+    router.add(Method::kPost, "/hooks/{channel_id}", Access::open(), [c](Request& req) -> Awaitable {
+        int status = co_await c->receive_webhook(req.param("channel_id"),
+                                                 std::string(req.header("x-telegram-bot-api-secret-token")),
+                                                 std::move(req.body));
+        co_return Response::json(json::object{{"ok", true}}, status);
+    });
+}
+
+}  // namespace parley::channels
