@@ -30,6 +30,8 @@
 #include "channels/channels.h"
 #include "customdata/customdata.h"
 #include "jail/jail.h"
+#include "knowledge/knowledge.h"
+#include "knowledge/openai.h"
 #include "outbound/outbound.h"
 #include "outbound/send_request.h"
 #include "operator/operator.h"
@@ -60,6 +62,7 @@ std::vector<store::Migration> all_migrations() {
     for (auto& m : jail::migrations()) out.push_back(m);
     for (auto& m : customdata::migrations()) out.push_back(m);
     for (auto& m : channels::migrations()) out.push_back(m);
+    for (auto& m : knowledge::migrations()) out.push_back(m);
     for (auto& m : clients::migrations()) out.push_back(m);
     for (auto& m : bots::migrations()) out.push_back(m);
     for (auto& m : operators::migrations()) out.push_back(m);
@@ -125,6 +128,7 @@ private:
 }  // namespace
 
 extern const char* const kDemoBotDocument;  // examples/demo-bot.json, embedded at build time
+extern const char* const kDemoFaqDocument;  // examples/demo-faq.md
 
 struct App::Impl {
     explicit Impl(core::Config c) : config(std::move(c)), io(static_cast<int>(thread_count(config))) {
@@ -167,6 +171,12 @@ struct App::Impl {
         jail_service->load();
         custom_data = std::make_unique<customdata::CustomDataService>(*db, clock);
         customdata::register_actions(registry, *custom_data);
+        llm = std::make_unique<knowledge::OpenAiChatClient>(*outbound_client);
+        knowledge::KnowledgeOptions knowledge_options;
+        knowledge_options.settings = settings.get();
+        knowledge_options.llm = llm.get();
+        knowledge_service = std::make_unique<knowledge::KnowledgeService>(*db, clock, knowledge_options);
+        knowledge::register_actions(registry, *knowledge_service);
         channels::ChannelOptions channel_options;
         channel_options.public_base_url = config.base_url();
         channel_service = std::make_unique<channels::ChannelService>(*db, clock, *bot_service, *dialogs,
@@ -188,6 +198,7 @@ struct App::Impl {
         jail::register_routes(router, *jail_service);
         customdata::register_routes(router, *custom_data);
         channels::register_routes(router, *channel_service);
+        knowledge::register_routes(router, *knowledge_service);
     }
 
     /// `--demo`: the demo bot, created once (an existing bot with its name is left as the user changed it).
@@ -199,6 +210,21 @@ struct App::Impl {
                 {"name": "kind", "type": "select", "options": ["delivery", "quality"]},
                 {"name": "phone", "type": "text"}]})").as_object();
             co_await custom_data->create_model(std::move(spec));
+        }
+        bool have_base = false;
+        for (const auto& base : knowledge_service->list_bases()) have_base = have_base || base.name == "demo-faq";
+        if (!have_base) {
+            // The demo bot's AI fallback: agent "demo" over a small FAQ (built-in extractive answerer, no provider).
+            json::object base_spec{{"name", "demo-faq"}};
+            co_await knowledge_service->create_base(std::move(base_spec));
+            knowledge::Upload upload{"demo-faq.md", "text/markdown", kDemoFaqDocument};
+            std::string base_name = "demo-faq";
+            co_await knowledge_service->add_document(std::move(base_name), std::move(upload));
+            json::object agent_spec{{"name", "demo"},
+                                    {"prompt", "Answer questions about the Parley Demo shop."},
+                                    {"knowledge_bases", json::array{"demo-faq"}},
+                                    {"model", json::object{}}};
+            co_await knowledge_service->create_agent(std::move(agent_spec));
         }
         std::optional<std::string> next;
         for (const auto& bot : bot_service->list(std::string(kDemoBotName), std::nullopt, std::nullopt, 10, &next)) {
@@ -272,6 +298,8 @@ struct App::Impl {
     std::unique_ptr<jail::Sandbox> sandbox;
     std::unique_ptr<jail::JailService> jail_service;
     std::unique_ptr<customdata::CustomDataService> custom_data;
+    std::unique_ptr<knowledge::OpenAiChatClient> llm;
+    std::unique_ptr<knowledge::KnowledgeService> knowledge_service;
     std::unique_ptr<channels::ChannelService> channel_service;
     http::Router router;
     asio::io_context io;
@@ -283,6 +311,7 @@ App::App(core::Config config) : impl_(std::make_unique<Impl>(std::move(config)))
 
 App::~App() {
     if (impl_->channel_service) impl_->channel_service->stop();
+    if (impl_->knowledge_service) impl_->knowledge_service->stop();
     if (impl_->outbound_client) impl_->outbound_client->shutdown();
     if (!impl_->threads.empty()) {
         impl_->io.stop();
@@ -336,6 +365,7 @@ void App::wait_for_signal() {
     d.channel_service->stop();
     d.outbound_client->shutdown();  // cancels an in-flight getUpdates
     d.channel_service->wait_stopped();
+    d.knowledge_service->stop();
     d.io.stop();
     for (auto& t : d.threads) t.join();
     d.threads.clear();

@@ -533,7 +533,12 @@ void OperatorService::connect(actions::ActionCall call, actions::ActionDone done
                 return;
             }
             std::string user = auto_connect ? free_operator(tx) : std::string();
-            std::string state = !user.empty() ? "assigned" : !auto_connect ? "unassigned" : may_queue ? "queue" : "";
+            // The queue is for operators who are busy: with nobody online at all the bot takes the limit branch.
+            bool anyone_online = tx.query_one("SELECT 1 FROM op_operators WHERE status = 'online' LIMIT 1").has_value();
+            std::string state = !user.empty()                  ? "assigned"
+                                : !auto_connect                ? "unassigned"
+                                : may_queue && anyone_online   ? "queue"
+                                                               : "";
             if (state.empty()) {
                 *outcome = {"limit", ""};
                 return;
