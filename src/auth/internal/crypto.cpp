@@ -47,10 +47,7 @@ PasswordCost PasswordCost::interactive() {
 
 PasswordCost PasswordCost::minimal() { return {crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN}; }
 
-PasswordHasher::PasswordHasher(PasswordCost cost) : cost_(cost) {
-    ensure_sodium();
-    dummy_hash_ = hash(core::random_hex(16));
-}
+PasswordHasher::PasswordHasher(PasswordCost cost) : cost_(cost) { ensure_sodium(); }
 
 std::string PasswordHasher::hash(std::string_view password) const {
     char out[crypto_pwhash_STRBYTES];
@@ -58,6 +55,11 @@ std::string PasswordHasher::hash(std::string_view password) const {
         throw std::runtime_error("password hashing ran out of memory");
     }
     return out;
+}
+
+const std::string& PasswordHasher::dummy_hash() const {
+    std::call_once(dummy_once_, [this] { dummy_hash_ = hash(core::random_hex(16)); });
+    return dummy_hash_;
 }
 
 bool PasswordHasher::verify(std::string_view stored_hash, std::string_view password) const {

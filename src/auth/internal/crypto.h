@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstddef>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -39,11 +40,13 @@ public:
 
     /// A hash of a random password at the same cost, verified against when the e-mail is unknown so that a
     /// failed login takes the same time whether or not the account exists.
-    const std::string& dummy_hash() const { return dummy_hash_; }
+    /// Made on first use (one argon2id hash costs ~50-100 ms: not paid at start-up).
+    const std::string& dummy_hash() const;
 
 private:
     PasswordCost cost_;
-    std::string dummy_hash_;
+    mutable std::once_flag dummy_once_;
+    mutable std::string dummy_hash_;
 };
 
 /// nonce ‖ crypto_secretbox_easy(plaintext). Thread-safe.
