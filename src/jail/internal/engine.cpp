@@ -729,16 +729,6 @@ void Engine::on_clock() {
         timers_.erase(timers_.begin());
         timer_fired(timer);  // ignores timers of runs that have finished
     }
-    for (auto it = runs_.begin(); it != runs_.end();) {
-        Run& run = *it->second;
-        ++it;  // finish() erases the run
-        if (run.deadline_ns <= now) {
-            breach(run, "time_limit",
-                   fmt::format("the run exceeded its time limit of {} ms while waiting for fetch or a timer",
-                               run.input.limits.timeout_ms));
-            finish(run, failed(run.breach->code, run.breach->message));
-        }
-    }
 }
 
 std::int64_t Engine::next_wake() const {
