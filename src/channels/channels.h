@@ -110,6 +110,10 @@ public:
                               std::optional<std::string>* next_cursor) const;
     /// NotFound `channel_not_found` (also when it belongs to another bot).
     Channel get(std::string_view bot_id, std::string_view id) const;
+    /// The channel with this id whatever its bot (for adapters living in other modules, e.g. the widget).
+    std::optional<Channel> find(std::string_view id) const;
+    /// Every channel of this kind that is not disabled, in id order.
+    std::vector<Channel> list_kind(std::string_view kind) const;
     boost::asio::awaitable<Channel> update(std::string bot_id, std::string id, ChannelPatch patch);
     /// Deletes the channel (telegram webhook: deleteWebhook, best effort), its inbox, identities and delivery
     /// state. Its dialogs stay as history.

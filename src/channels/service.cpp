@@ -317,6 +317,18 @@ Channel ChannelService::get(std::string_view bot_id, std::string_view id) const 
     return s->view();
 }
 
+std::optional<Channel> ChannelService::find(std::string_view id) const {
+    auto s = load(id);
+    if (!s) return std::nullopt;
+    return s->view();
+}
+
+std::vector<Channel> ChannelService::list_kind(std::string_view kind) const {
+    std::vector<Channel> out;
+    for (auto& s : load_active(kind)) out.push_back(s.view());
+    return out;
+}
+
 awaitable<Channel> ChannelService::update(std::string bot_id, std::string id, ChannelPatch patch) {
     auto s = load(id);
     if (!s || s->bot_id != bot_id) {
