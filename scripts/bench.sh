@@ -40,6 +40,34 @@ TOKEN=$(curl -sf "http://127.0.0.1:$PORT/api/v1/auth/login" \
 USER_ID=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/auth/me" |
   python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("id") or d["user"]["id"])')
 
+if command -v nginx >/dev/null 2>&1; then
+  # Calibration: the same wrk run against nginx (2 workers, `return 200`) on this machine, so the figures below
+  # can be read against what the machine itself allows (the issue's targets assume nginx does ~170k req/s).
+  NGX=$DATA/nginx; mkdir -p "$NGX"
+  NGX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat >"$NGX/nginx.conf" <<NGINX
+worker_processes 2;
+pid $NGX/nginx.pid;
+error_log $NGX/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $NGX; proxy_temp_path $NGX; fastcgi_temp_path $NGX; uwsgi_temp_path $NGX; scgi_temp_path $NGX;
+  server {
+    listen 127.0.0.1:$NGX_PORT reuseport;
+    location /healthz { default_type application/json; return 200 '{"status":"ok"}'; }
+  }
+}
+NGINX
+  if nginx -c "$NGX/nginx.conf" -p "$NGX" 2>/dev/null; then
+    sleep 0.3
+    echo "--- calibration: nginx, wrk GET /healthz"
+    wrk -t2 -c64 -d"${SECS}s" --latency "http://127.0.0.1:$NGX_PORT/healthz" | grep -E "Requests/sec|50%|99%"
+    kill "$(cat "$NGX/nginx.pid")" 2>/dev/null || true
+    sleep 0.3
+  fi
+fi
 echo "--- wrk GET /healthz"
 wrk -t2 -c64 -d"${SECS}s" --latency "http://127.0.0.1:$PORT/healthz" | grep -E "Requests/sec|50%|99%"
 echo "--- wrk GET /api/v1/users/{id} (authenticated, read from the database)"

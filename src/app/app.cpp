@@ -131,7 +131,7 @@ extern const char* const kDemoBotDocument;  // examples/demo-bot.json, embedded 
 extern const char* const kDemoFaqDocument;  // examples/demo-faq.md
 
 struct App::Impl {
-    explicit Impl(core::Config c) : config(std::move(c)), io(static_cast<int>(thread_count(config))) {
+    explicit Impl(core::Config c) : config(std::move(c)), io(1) {
         prepare_data_dir(config.data_dir);
         store::StoreOptions options;
         options.path = (fs::path(config.data_dir) / kDatabaseFile).string();
@@ -302,7 +302,8 @@ struct App::Impl {
     std::unique_ptr<knowledge::KnowledgeService> knowledge_service;
     std::unique_ptr<channels::ChannelService> channel_service;
     http::Router router;
-    asio::io_context io;
+    asio::io_context io;  ///< background work, and the first thread's share of the connections
+    std::vector<std::unique_ptr<asio::io_context>> workers;  ///< one per further thread, connections only
     std::unique_ptr<http::Server> server;
     std::vector<std::thread> threads;
 };
@@ -315,6 +316,7 @@ App::~App() {
     if (impl_->outbound_client) impl_->outbound_client->shutdown();
     if (!impl_->threads.empty()) {
         impl_->io.stop();
+        for (auto& w : impl_->workers) w->stop();
         for (auto& t : impl_->threads) t.join();
     }
     impl_->server.reset();
@@ -331,6 +333,15 @@ std::uint16_t App::start() {
     auto& d = *impl_;
     d.server = std::make_unique<http::Server>(d.io, d.config, d.router, d.metrics,
                                               d.auth->authenticator());
+    // One io_context per thread: a connection stays on one thread (no strand, no cross-thread wake-up per
+    // request). The first thread also runs the background work on `io`.
+    const unsigned n = thread_count(d.config);
+    std::vector<asio::io_context*> contexts{&d.io};
+    for (unsigned i = 1; i < n; ++i) {
+        d.workers.push_back(std::make_unique<asio::io_context>(1));
+        contexts.push_back(d.workers.back().get());
+    }
+    d.server->set_connection_contexts(std::move(contexts));
     std::uint16_t port = d.server->start(d.config.listen_host, d.config.listen_port);
     if (d.config.demo) {
         // Before the listener answers anyone: the demo bot is there when `make run` prints its address.
@@ -342,8 +353,13 @@ std::uint16_t App::start() {
     d.channel_service->start(d.io.get_executor());
     asio::co_spawn(d.io, d.maintenance(), asio::detached);
     asio::co_spawn(d.io, d.scheduler(), asio::detached);
-    unsigned n = thread_count(d.config);
-    for (unsigned i = 0; i < n; ++i) d.threads.emplace_back([&d] { d.io.run(); });
+    d.threads.emplace_back([&d] { d.io.run(); });
+    for (auto& w : d.workers) {
+        d.threads.emplace_back([&d, context = w.get()] {
+            auto guard = asio::make_work_guard(*context);  // idle until the first connection arrives
+            context->run();
+        });
+    }
     core::log_event(spdlog::level::info, "server_started",
                     fmt::format(R"("host":{},"port":{},"threads":{},"data":{})", core::json_quote(d.config.listen_host),
                                 port, n, core::json_quote(d.config.data_dir)));
@@ -367,6 +383,7 @@ void App::wait_for_signal() {
     d.channel_service->wait_stopped();
     d.knowledge_service->stop();
     d.io.stop();
+    for (auto& w : d.workers) w->stop();
     for (auto& t : d.threads) t.join();
     d.threads.clear();
     d.db->close();

@@ -24,6 +24,10 @@
 #include "http/http.h"
 #include "store/store.h"
 
+namespace boost::asio {
+class thread_pool;
+}
+
 namespace parley::auth {
 
 namespace internal {
@@ -153,8 +157,9 @@ struct ResetLink {
 /// principal cache (token hash → principal, guarded by a shared_mutex, with a generation counter so a lookup
 /// racing an invalidation never re-inserts a stale principal) and the per-IP limiter (its own mutex); everything
 /// else lives in the store. Methods that change data are coroutines that await store::co_write, so a worker
-/// never blocks on an fsync. Argon2id hashing/verification (login, password changes, user creation) runs on the
-/// calling worker: ~50 ms of CPU at the INTERACTIVE cost, accepted because logins are rare and throttled.
+/// never blocks on an fsync. Argon2id hashing/verification (login, password changes, user creation, resets; ~50 ms
+/// of CPU at the INTERACTIVE cost) runs on a small pool of its own and is awaited, so it never stalls the other
+/// connections of the calling thread.
 class AuthService {
 public:
     AuthService(store::Store& store, const core::Clock& clock, SettingsService& settings, AuthOptions options);
@@ -266,6 +271,7 @@ private:
     SettingsService& settings_;
     AuthOptions options_;
     std::unique_ptr<internal::PasswordHasher> hasher_;
+    std::unique_ptr<boost::asio::thread_pool> hash_pool_;  ///< argon2 work off the connection threads
     std::unique_ptr<internal::TokenBucketLimiter> ip_limiter_;
 
     mutable std::shared_mutex cache_mutex_;

@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/json.hpp>
 
 #include "auth/auth.h"
@@ -8,6 +9,7 @@
 #include "auth/internal/rate_limit.h"
 #include "auth/internal/validate.h"
 #include "core/ids.h"
+#include "asio/offload.h"
 #include "store/async.h"
 
 namespace parley::auth {
@@ -216,11 +218,15 @@ AuthService::AuthService(store::Store& store, const core::Clock& clock, Settings
     if (options_.password_opslimit) cost.opslimit = options_.password_opslimit;
     if (options_.password_memlimit) cost.memlimit = options_.password_memlimit;
     hasher_ = std::make_unique<internal::PasswordHasher>(cost);
+    // Two threads: argon2id at the INTERACTIVE cost takes 64 MiB each, so concurrency is capped on purpose.
+    hash_pool_ = std::make_unique<boost::asio::thread_pool>(2);
     ip_limiter_ = std::make_unique<internal::TokenBucketLimiter>(options_.ip_burst, options_.ip_refill_per_minute);
     while (!options_.base_url.empty() && options_.base_url.back() == '/') options_.base_url.pop_back();
 }
 
-AuthService::~AuthService() = default;
+AuthService::~AuthService() {
+    if (hash_pool_) hash_pool_->join();
+}
 
 void AuthService::validate_password(std::string_view password) const {
     if (password.size() < kMinPasswordBytes || password.size() > kMaxPasswordBytes) {
@@ -402,7 +408,10 @@ boost::asio::awaitable<LoginResult> AuthService::login(std::string email_raw, st
     }
 
     // Always run one argon2 verification so an unknown e-mail costs the same time as a wrong password.
-    bool password_ok = hasher_->verify(account ? account->hash : hasher_->dummy_hash(), password);
+    auto verify = [this, stored = account ? account->hash : std::string(), password] {
+        return hasher_->verify(stored.empty() ? hasher_->dummy_hash() : stored, password);
+    };
+    const bool password_ok = co_await asio_util::co_offload(*hash_pool_, std::move(verify));
     if (!account || !password_ok || !account->active) {
         std::string reason = !account ? "unknown_email" : !password_ok ? "wrong_password" : "inactive";
         const std::int64_t window = options_.login_window_minutes * kMinuteMs;
@@ -435,7 +444,10 @@ boost::asio::awaitable<LoginResult> AuthService::login(std::string email_raw, st
     }
 
     std::optional<std::string> rehashed;
-    if (hasher_->needs_rehash(account->hash)) rehashed = hasher_->hash(password);
+    if (hasher_->needs_rehash(account->hash)) {
+        auto rehash = [this, password] { return hasher_->hash(password); };
+        rehashed = co_await asio_util::co_offload(*hash_pool_, std::move(rehash));
+    }
     const std::string token = core::random_hex(32);
     const std::string token_hash = sha256_hex(token);
     const std::int64_t expires_at = now + options_.session_ttl_minutes * kMinuteMs;
@@ -489,7 +501,11 @@ boost::asio::awaitable<User> AuthService::update_me(Caller caller, std::optional
             auto row = tx.query_one("SELECT password_hash FROM auth_users WHERE id = ?", {principal.user_id});
             return row ? row->text(0) : std::string();
         });
-        if (stored.empty() || !hasher_->verify(stored, *current_password)) {
+        auto verify = [this, stored, current = *current_password] {
+            return !stored.empty() && hasher_->verify(stored, current);
+        };
+        const bool current_ok = co_await asio_util::co_offload(*hash_pool_, std::move(verify));
+        if (!current_ok) {
             const std::int64_t now = clock_.now_ms();
             auto change = [=, actor = principal](store::Tx& tx) {
                 record_audit(tx, now, {&actor, "password.change_failed", actor.user_id, {}, caller.ip});
@@ -497,7 +513,8 @@ boost::asio::awaitable<User> AuthService::update_me(Caller caller, std::optional
             co_await store::co_write(store_, std::move(change));
             throw core::Forbidden("the current password is wrong", "wrong_password");
         }
-        new_hash = hasher_->hash(*new_password);
+        auto hash = [this, password = *new_password] { return hasher_->hash(password); };
+        new_hash = co_await asio_util::co_offload(*hash_pool_, std::move(hash));
     }
     const std::int64_t now = clock_.now_ms();
     const core::Principal actor = principal;
@@ -545,7 +562,8 @@ boost::asio::awaitable<User> AuthService::create_user(Caller caller, NewUser inp
         }
     });
     ensure_can_grant(caller, input.roles);
-    const std::string hash = hasher_->hash(input.password);
+    auto hash_fn = [this, password = input.password] { return hasher_->hash(password); };
+    const std::string hash = co_await asio_util::co_offload(*hash_pool_, std::move(hash_fn));
     const std::int64_t now = clock_.now_ms();
     const std::string id = core::new_id();
     const std::optional<core::Principal> actor =
@@ -936,7 +954,8 @@ boost::asio::awaitable<void> AuthService::confirm_password_reset(std::string tok
         throw core::BadRequest("the reset link is invalid or has expired", "invalid_token", field_detail("token"));
     }
     validate_password(password);
-    const std::string hash = hasher_->hash(password);
+    auto hash_fn = [this, password] { return hasher_->hash(password); };
+    const std::string hash = co_await asio_util::co_offload(*hash_pool_, std::move(hash_fn));
     const std::string token_hash = sha256_hex(token);
     const std::int64_t now = clock_.now_ms();
     auto change = [=](store::Tx& tx) {

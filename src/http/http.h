@@ -143,6 +143,12 @@ class Server {
 public:
     Server(boost::asio::io_context& io, const core::Config& config, const Router& router, core::Metrics& metrics,
            Authenticator authenticator);
+
+    /// Spreads connections round robin over these io_contexts, each meant to be run by exactly one thread: a
+    /// connection then lives on one thread with no strand and no cross-thread wake-up per request (measured
+    /// +~20 % requests/s on 2 cores). Without it (the default), connections run on strands of `io`. Call before
+    /// start(); the contexts must outlive the server's connections.
+    void set_connection_contexts(std::vector<boost::asio::io_context*> contexts);
     ~Server();
 
     /// Binds and starts accepting; returns the bound port (useful with port 0).

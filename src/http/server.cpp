@@ -159,6 +159,9 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
     std::atomic<std::size_t> websockets{0};
     std::atomic<bool> stopping{false};
 
+    std::vector<asio::io_context*> contexts;  ///< set before start(); empty: connections on strands of `io`
+    std::size_t next_context = 0;             ///< round robin (accept loop only)
+
     std::mutex mutex;
     std::unordered_map<Connection*, std::weak_ptr<Connection>> live;
     bool accepting = false;
@@ -638,7 +641,9 @@ void ServerCore::record(RouteStats& stats, int status, double seconds) {
 asio::awaitable<void> ServerCore::accept_loop() {
     auto self = shared_from_this();
     for (;;) {
-        tcp::socket socket(asio::make_strand(io));
+        tcp::socket socket = contexts.empty()
+                                 ? tcp::socket(asio::make_strand(io))
+                                 : tcp::socket(contexts[next_context++ % contexts.size()]->get_executor());
         auto [ec] = co_await acceptor.async_accept(socket, kTuple);
         if (ec) {
             if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
@@ -765,6 +770,10 @@ struct Server::Impl : ServerCore {
 Server::Server(asio::io_context& io, const core::Config& config, const Router& router, core::Metrics& metrics,
                Authenticator authenticator)
     : impl_(std::make_shared<Impl>(io, config, router, metrics, std::move(authenticator))) {}
+
+void Server::set_connection_contexts(std::vector<asio::io_context*> contexts) {
+    impl_->contexts = std::move(contexts);
+}
 
 Server::~Server() {
     // Normally stop() ran and finished; otherwise stop accepting so queued handlers do not outlive their owner.

@@ -102,15 +102,28 @@ protected:
                 if (header == "Bearer viewer") return viewer;
                 return std::nullopt;
             });
+        if (pinned()) server_->set_connection_contexts({&io_, &second_});
         port_ = server_->start("127.0.0.1", 0);
-        for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
+        if (pinned()) {
+            threads_.emplace_back([this] { io_.run(); });
+            threads_.emplace_back([this] {
+                auto guard = asio::make_work_guard(second_);
+                second_.run();
+            });
+        } else {
+            for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
+        }
     }
 
     void TearDown() override {
         if (!stopped_) stop_and_wait();
         io_.stop();
+        second_.stop();
         for (auto& thread : threads_) thread.join();
     }
+
+    /// Connections on one io_context per thread (what the app does) instead of strands of a shared one.
+    virtual bool pinned() const { return false; }
 
     void stop_and_wait() {
         std::promise<void> done;
@@ -172,6 +185,7 @@ protected:
     }
 
     asio::io_context io_;
+    asio::io_context second_{1};
     core::Config config_;
     Router router_;
     core::Metrics metrics_;
@@ -456,6 +470,54 @@ TEST_F(ServerTest, ShutdownGraceForceClosesStuckRequests) {
     stopped_ = true;
     EXPECT_EQ(future.wait_for(4s), std::future_status::ready);
     EXPECT_EQ(server_->open_connections(), 0u);
+}
+
+// The app's mode: connections spread round robin over one io_context per thread.
+class PinnedServerTest : public ServerTest {
+protected:
+    bool pinned() const override { return true; }
+};
+
+TEST_F(PinnedServerTest, ConnectionsOnBothThreadsServeKeepAliveRequests) {
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 4; ++i) clients.push_back(std::make_unique<Client>(port_));
+    for (int round = 0; round < 3; ++round) {
+        for (auto& client : clients) {
+            auto response = client->send(bhttp::verb::post, "/echo", "payload");
+            EXPECT_EQ(response.result_int(), 200);
+            EXPECT_EQ(response.body(), "payload");
+        }
+    }
+    EXPECT_EQ(server_->open_connections(), 4u);
+}
+
+TEST_F(PinnedServerTest, WebSocketSendFromAnotherThread) {
+    for (int i = 0; i < 2; ++i) {  // consecutive sockets land on different io_contexts
+        asio::io_context io;
+        websocket::stream<tcp::socket> ws(io);
+        ws.next_layer().connect({asio::ip::make_address("127.0.0.1"), port_});
+        set_receive_timeout(ws.next_layer(), 5s);
+        ws.handshake("127.0.0.1", "/ws?token=admin");
+        beast::flat_buffer buffer;
+        ws.write(asio::buffer(std::string_view("from-thread")));
+        ws.read(buffer);
+        EXPECT_EQ(beast::buffers_to_string(buffer.data()), "hello from another thread");
+        buffer.clear();
+        ws.write(asio::buffer(std::string_view("ping")));
+        ws.read(buffer);
+        EXPECT_EQ(beast::buffers_to_string(buffer.data()), "echo:ping");
+        ws.close(websocket::close_code::normal);
+    }
+}
+
+TEST_F(PinnedServerTest, GracefulStopFinishesInFlightRequests) {
+    std::future<unsigned> slow = std::async(std::launch::async, [this] {
+        Client client(port_);
+        return static_cast<unsigned>(client.send(bhttp::verb::get, "/slow").result_int());
+    });
+    std::this_thread::sleep_for(150ms);
+    stop_and_wait();
+    EXPECT_EQ(slow.get(), 200u);
 }
 
 }  // namespace
