@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/ids.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "customdata/customdata.h"
 #include "customdata/internal/query.h"
 #include "customdata/internal/records.h"
@@ -114,7 +115,15 @@ asio::awaitable<R> offload(asio::thread_pool& pool, F fn) {
 }  // namespace
 
 CustomDataService::CustomDataService(store::Store& store, core::Clock& clock, CustomDataOptions options)
-    : store_(store), clock_(clock), bulk_(std::max(1u, options.bulk_threads)) {}
+    : store_(store), clock_(clock), bulk_(std::max(1u, options.bulk_threads)) {
+    // Once per data dir (a no-op afterwards): full-text indexes of older models get the prefix index. Runs before
+    // the server answers, from the thread that constructs the service.
+    std::size_t rebuilt = 0;
+    store_.write_sync([&rebuilt](store::Tx& tx) { rebuilt = internal::upgrade_search_indexes(tx); });
+    if (rebuilt > 0) {
+        core::log_event(spdlog::level::info, "customdata_search_upgraded", fmt::format(R"("models":{})", rebuilt));
+    }
+}
 
 CustomDataService::~CustomDataService() {
     bulk_.stop();

@@ -207,6 +207,37 @@ TEST_F(ServiceTest, FullTextSearchInUkrainianAndEnglish) {
     EXPECT_FALSE(rest.next_cursor);
 }
 
+TEST_F(ServiceTest, ThreeCharacterPrefixesUseThePrefixIndexAndOldIndexesAreUpgraded) {
+    Model model = make_model(kComplaints);
+    make_record("complaints", R"({"text": "Посилка запізнилася"})");
+    make_record("complaints", R"({"text": "parcel delivered"})");
+    auto fts_sql = [&] {
+        std::string sql;
+        store_->read([&](store::Tx& tx) {
+            sql = tx.query_one("SELECT sql FROM sqlite_master WHERE name = ?", {model.fts_table()})->text(0);
+        });
+        return sql;
+    };
+    EXPECT_NE(fts_sql().find("prefix='3'"), std::string::npos);
+    EXPECT_EQ(texts(list({{"q", "пос"}})), std::vector<std::string>{"Посилка запізнилася"});
+    EXPECT_EQ(texts(list({{"q", "ПОС"}})).size(), 1u);  // the prefix index folds case like the terms
+    EXPECT_EQ(texts(list({{"q", "parcel del"}})).size(), 1u);
+
+    // A data dir from before the prefix index: the next start rebuilds the index once, search keeps working.
+    store_->write_sync([&](store::Tx& tx) {
+        tx.exec(fmt::format("DROP TABLE {}", model.fts_table()));
+        tx.exec(fmt::format("CREATE VIRTUAL TABLE {} USING fts5(body, content='', "
+                            "tokenize='unicode61 remove_diacritics 2')", model.fts_table()));
+    });
+    EXPECT_EQ(fts_sql().find("prefix="), std::string::npos);
+    service_ = std::make_unique<CustomDataService>(*store_, clock_);
+    EXPECT_NE(fts_sql().find("prefix='3'"), std::string::npos);
+    EXPECT_EQ(texts(list({{"q", "пос"}})).size(), 1u);
+    EXPECT_EQ(texts(list({{"q", "parcel"}})).size(), 1u);
+    make_record("complaints", R"({"text": "another parcel"})");  // the triggers were reinstalled
+    EXPECT_EQ(texts(list({{"q", "parcel"}})).size(), 2u);
+}
+
 TEST_F(ServiceTest, EditingFieldsKeepsData) {
     make_model(kComplaints);
     make_record("complaints", R"({"text": "one", "amount": 5, "email": "x@example.com"})");

@@ -584,9 +584,7 @@ void create_records_table(store::Tx& tx, const Model& model) {
     for (const auto& f : model.fields) sql += ", " + f.id;
     sql += ")";
     tx.exec(sql);
-    tx.exec(fmt::format(
-        "CREATE VIRTUAL TABLE {} USING fts5(body, content='', tokenize='unicode61 remove_diacritics 2')",
-        model.fts_table()));
+    tx.exec(fmt::format("CREATE VIRTUAL TABLE {} USING fts5({})", model.fts_table(), kFtsOptions));
     tx.exec(fmt::format("CREATE INDEX {0}_created ON {0}(created_at)", model.table()));
     sync_indexes(tx, model);
     install_search(tx, model, false);
@@ -637,6 +635,17 @@ std::string search_expression(const Model& model, std::string_view prefix) {
     return expr;
 }
 
+std::size_t upgrade_search_indexes(store::Tx& tx) {
+    std::size_t rebuilt = 0;
+    for (const auto& model : load_models(tx)) {
+        auto row = tx.query_one("SELECT sql FROM sqlite_master WHERE name = ?", {model.fts_table()});
+        if (row && row->text(0).find("prefix=") != std::string::npos) continue;
+        install_search(tx, model, true);
+        ++rebuilt;
+    }
+    return rebuilt;
+}
+
 void drop_search_triggers(store::Tx& tx, const Model& model) {
     for (auto suffix : {"ai", "ad", "au"}) tx.exec(fmt::format("DROP TRIGGER IF EXISTS {}_{}", model.table(), suffix));
 }
@@ -647,9 +656,7 @@ void install_search(store::Tx& tx, const Model& model, bool rebuild) {
     drop_search_triggers(tx, model);
     if (rebuild) {
         tx.exec(fmt::format("DROP TABLE IF EXISTS {}", fts));
-        tx.exec(fmt::format("CREATE VIRTUAL TABLE {} USING fts5(body, content='', "
-                            "tokenize='unicode61 remove_diacritics 2')",
-                            fts));
+        tx.exec(fmt::format("CREATE VIRTUAL TABLE {} USING fts5({})", fts, kFtsOptions));
     }
     std::string new_expr = search_expression(model, "new.");
     if (new_expr.empty()) return;

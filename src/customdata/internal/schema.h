@@ -55,6 +55,13 @@ void drop_records_table(store::Tx& tx, const Model& model);
 void sync_indexes(store::Tx& tx, const Model& model);
 /// Drops the search triggers (before DDL that touches columns).
 void drop_search_triggers(store::Tx& tx, const Model& model);
+/// The FTS5 table options of every model: contentless, Unicode case/diacritics folding, and a prefix index of
+/// three-character prefixes (the autocomplete queries: `"word" "abc"*` would otherwise merge the doclists of every
+/// term starting with "abc").
+inline constexpr const char* kFtsOptions =
+    "body, content='', tokenize='unicode61 remove_diacritics 2', prefix='3'";
+/// Rebuilds the full-text index of every model created before the prefix index existed; returns how many.
+std::size_t upgrade_search_indexes(store::Tx& tx);
 /// Recreates the search triggers; with `rebuild`, also empties and refills the full-text index (needed when
 /// the set of searchable fields changed).
 void install_search(store::Tx& tx, const Model& model, bool rebuild);
