@@ -144,6 +144,7 @@ struct App::Impl {
         hub = std::make_unique<events::EventHub>(10'000, &metrics);
         actions::register_builtin_actions(registry);
         clients::register_actions(registry, *db, clock);
+        client_directory = std::make_unique<clients::ClientDirectory>(*db, clock, hub.get());
         scenario_settings = std::make_unique<ScenarioSettings>(*settings);
         bot_service = std::make_unique<bots::BotService>(*db, clock, registry);
         bots::DialogOptions dialog_options;
@@ -192,7 +193,7 @@ struct App::Impl {
                    });
         auth::register_routes(router, *auth);
         events::register_routes(router, *hub);
-        clients::register_routes(router, *db);
+        clients::register_routes(router, *client_directory);
         bots::register_routes(router, *bot_service, *dialogs, *triggers, registry);
         operators::register_routes(router, *operator_service);
         jail::register_routes(router, *jail_service);
@@ -288,6 +289,7 @@ struct App::Impl {
     std::unique_ptr<auth::SettingsService> settings;
     std::unique_ptr<auth::AuthService> auth;
     std::unique_ptr<events::EventHub> hub;
+    std::unique_ptr<clients::ClientDirectory> client_directory;
     actions::ActionRegistry registry;
     std::unique_ptr<ScenarioSettings> scenario_settings;
     std::unique_ptr<bots::BotService> bot_service;

@@ -2,6 +2,8 @@
 #include <fmt/format.h>
 
 #include "clients/clients.h"
+#include "clients/internal/filter.h"
+#include "clients/internal/ops.h"
 #include "core/error.h"
 
 namespace parley::clients {
@@ -25,13 +27,17 @@ std::string text_param(const json::object& params, std::string_view key) {
     return {};
 }
 
-/// The card as state: every standard and custom field (what {{phone}}, {{segment}} read after the action).
-json::object card_state(const Client& c) {
+/// The card as state: every standard and custom field (what {{phone}}, {{segment}} read after the action) and,
+/// unless a custom field has that name, `segments`: the saved segments the client belongs to.
+json::object card_state(store::Tx& tx, const Client& c) {
     json::object out = c.to_json();
     out.erase("created_at");
     out.erase("last_seen_at");
     out["client_id"] = c.id;
     out.erase("id");
+    if (!out.contains("segments")) {
+        out["segments"] = internal::segment_names(tx, internal::probe_schema(tx), internal::field_map(tx), c.id);
+    }
     return out;
 }
 
@@ -54,16 +60,28 @@ public:
         std::string save_as = text_param(call.params, "save_as");
         if (id.empty() && phone.empty() && email.empty()) id = call.client_id;
         std::optional<Client> found;
-        // One indexed point read on the calling thread (microseconds; no fsync, no network).
+        json::object card;
+        // Indexed point reads on the calling thread (microseconds; no fsync, no network). Phones and e-mails match
+        // by their normalised keys (`+380 50 111 22 33` finds `380501112233`), else as written.
         store_.read([&](store::Tx& tx) {
             if (!id.empty()) {
                 found = find_client(tx, id);
             } else {
-                auto row = tx.query_one(phone.empty() ? "SELECT id FROM clients WHERE email = ? ORDER BY last_seen_at DESC LIMIT 1"
-                                                      : "SELECT id FROM clients WHERE phone = ? ORDER BY last_seen_at DESC LIMIT 1",
-                                        {phone.empty() ? email : phone});
+                std::string key = phone.empty() ? email_key(email) : phone_key(phone);
+                std::optional<store::Row> row;
+                if (!key.empty()) {
+                    row = tx.query_one(phone.empty() ? "SELECT id FROM clients WHERE email_key = ? ORDER BY created_at, id LIMIT 1"
+                                                     : "SELECT id FROM clients WHERE phone_key = ? ORDER BY created_at, id LIMIT 1",
+                                       {key});
+                }
+                if (!row) {
+                    row = tx.query_one(phone.empty() ? "SELECT id FROM clients WHERE email = ? AND email <> '' ORDER BY last_seen_at DESC LIMIT 1"
+                                                     : "SELECT id FROM clients WHERE phone = ? AND phone <> '' ORDER BY last_seen_at DESC LIMIT 1",
+                                       {phone.empty() ? email : phone});
+                }
                 if (row) found = find_client(tx, row->text(0));
             }
+            if (found) card = card_state(tx, *found);
         });
         actions::ActionResult result;
         if (!found) {
@@ -71,9 +89,9 @@ public:
         } else {
             result.event = "found";
             if (save_as.empty()) {
-                result.state = card_state(*found);
+                result.state = std::move(card);
             } else {
-                result.state = json::object{{save_as, card_state(*found)}};
+                result.state = json::object{{save_as, std::move(card)}};
             }
         }
         done(std::move(result));
@@ -129,23 +147,44 @@ public:
         }
         std::int64_t now = clock_.now_ms();
         auto found = std::make_shared<bool>(false);
+        auto problem = std::make_shared<std::string>();
         store_.write(
-            [client_id = call.client_id, values, custom, now, found](store::Tx& tx) {
-                auto c = find_client(tx, client_id);
+            [client_id = call.client_id, values, custom, now, found, problem](store::Tx& tx) {
+                problem->clear();
+                auto c = find_client(tx, client_id);  // also follows a merge
                 *found = c.has_value();
                 if (!c) return;
                 for (const auto& kv : values) {
                     if (!is_standard(kv.key())) continue;
                     std::string text = kv.value().is_string() ? std::string(kv.value().get_string()) : json::serialize(kv.value());
-                    tx.exec(fmt::format("UPDATE clients SET {} = ? WHERE id = ?", std::string(kv.key())), {text, client_id});
+                    if (kv.key() == "name") c->name = text;
+                    else if (kv.key() == "phone") c->phone = text;
+                    else if (kv.key() == "email") c->email = text;
+                    else c->language = text;
                 }
-                json::object fields = c->fields;
-                for (const auto& kv : custom) fields[kv.key()] = kv.value();
-                std::string serialized = json::serialize(fields);
-                if (serialized.size() > kMaxFieldsBytes) throw core::TooLarge("client fields are too large", "too_large");
-                tx.exec("UPDATE clients SET fields = ?, last_seen_at = ? WHERE id = ?", {serialized, now, client_id});
+                // Administrator-defined fields are typed: text from templates converts ("12" → 12); what does not fit
+                // fails the action and writes nothing. Other keys are stored as given.
+                internal::FieldMap defs = internal::field_map(tx);
+                for (const auto& kv : custom) {
+                    if (kv.value().is_null()) {
+                        c->fields.erase(kv.key());
+                        continue;
+                    }
+                    json::value v = kv.value();
+                    if (auto it = defs.find(kv.key()); it != defs.end()) {
+                        if (auto p = internal::check_value(it->second, v, true)) {
+                            *problem = fmt::format("field '{}' {}", std::string_view(kv.key()), *p);
+                            return;
+                        }
+                    }
+                    c->fields[kv.key()] = std::move(v);
+                }
+                if (json::serialize(c->fields).size() > kMaxFieldsBytes) throw core::TooLarge("client fields are too large", "too_large");
+                c->last_seen_at = now;
+                internal::save_client(tx, *c);
+                internal::link_by_keys(tx, c->id, now);  // a phone or e-mail another card has: one client
             },
-            [found, values, done = std::move(done)](std::exception_ptr error) {
+            [found, problem, values, done = std::move(done)](std::exception_ptr error) {
                 if (error) {
                     std::string what = "store error";
                     try {
@@ -158,6 +197,10 @@ public:
                 }
                 if (!*found) {
                     done(actions::ActionResult::failure("client_not_found", "the dialog's client no longer exists"));
+                    return;
+                }
+                if (!problem->empty()) {
+                    done(actions::ActionResult::failure("bad_params", *problem));
                     return;
                 }
                 actions::ActionResult result;
