@@ -1,5 +1,7 @@
 #include <fmt/format.h>
 
+#include <charconv>
+
 #include "channels/channels.h"
 #include "core/error.h"
 #include "core/ids.h"
@@ -88,12 +90,73 @@ void register_routes(http::Router& router, ChannelService& channels) {
                    co_return Response::no_content();
                });
 
-    // Inbound webhooks: public, verified by the platform's secret (Telegram: X-Telegram-Bot-Api-Secret-Token).
+    router.add(Method::kGet, "/api/v1/bots/{bot}/channels/{id}/dead-letters", Access::need("channels", Action::kView),
+               [c](Request& req) -> Awaitable {
+                   std::optional<std::string> next;
+                   auto items = c->dead_letters(req.param("bot"), req.param("id"), cursor_of(req),
+                                                http::page_limit(req), &next);
+                   json::array out;
+                   for (const auto& l : items) out.push_back(l.to_json());
+                   co_return Response::json(json::object{
+                       {"items", std::move(out)}, {"next_cursor", next ? json::value(*next) : json::value(nullptr)}});
+               });
+
+    router.add(Method::kPost, "/api/v1/bots/{bot}/channels/{id}/dead-letters/{letter}/retry",
+               Access::need("channels", Action::kEdit), [c](Request& req) -> Awaitable {
+                   ChannelService::DeadLetter letter =
+                       co_await c->retry_dead_letter(req.param("bot"), req.param("id"), req.param("letter"));
+                   json::object out = letter.to_json();
+                   out["status"] = "pending";
+                   co_return Response::json(out);
+               });
+
+    router.add(Method::kDelete, "/api/v1/bots/{bot}/channels/{id}/dead-letters/{letter}",
+               Access::need("channels", Action::kEdit), [c](Request& req) -> Awaitable {
+                   co_await c->discard_dead_letter(req.param("bot"), req.param("id"), req.param("letter"));
+                   co_return Response::no_content();
+               });
+
+    router.add(Method::kGet, "/api/v1/bots/{bot}/channels/{id}/receipts", Access::need("channels", Action::kView),
+               [c](Request& req) -> Awaitable {
+                   std::int64_t after = 0;
+                   if (auto text = req.query_param("cursor"); text && !text->empty()) {
+                       auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), after);
+                       if (ec != std::errc() || end != text->data() + text->size() || after < 0) {
+                           throw core::BadRequest("'cursor' is not a cursor this API handed out", "invalid_cursor",
+                                                  json::array{json::object{{"field", "cursor"}}});
+                       }
+                   }
+                   std::optional<std::string> dialog;
+                   if (auto d = req.query_param("dialog"); d && !d->empty()) dialog = std::string(*d);
+                   std::optional<std::int64_t> next;
+                   auto items =
+                       c->receipts(req.param("bot"), req.param("id"), dialog, after, http::page_limit(req), &next);
+                   json::array out;
+                   for (const auto& r : items) out.push_back(r.to_json());
+                   co_return Response::json(
+                       json::object{{"items", std::move(out)},
+                                    {"next_cursor", next ? json::value(std::to_string(*next)) : json::value(nullptr)}});
+               });
+
+    // Inbound webhooks: public, verified the platform's way (Telegram's secret token, Viber's and Meta's HMAC
+    // signatures, the custom channel's X-Parley-Signature).
     router.add(Method::kPost, "/hooks/{channel_id}", Access::open(), [c](Request& req) -> Awaitable {
-        int status = co_await c->receive_webhook(req.param("channel_id"),
-                                                 std::string(req.header("x-telegram-bot-api-secret-token")),
-                                                 std::move(req.body));
+        WebhookRequest hook;
+        hook.method = "POST";
+        hook.headers = req.headers;
+        hook.query = req.query;
+        hook.body = std::move(req.body);
+        int status = co_await c->receive_webhook(req.param("channel_id"), std::move(hook));
         co_return Response::json(json::object{{"ok", true}}, status);
+    });
+
+    // Meta's verification handshake (WhatsApp, Messenger, Instagram): answers hub.challenge as text.
+    router.add(Method::kGet, "/hooks/{channel_id}", Access::open(), [c](Request& req) -> Awaitable {
+        WebhookRequest hook;
+        hook.method = "GET";
+        hook.headers = req.headers;
+        hook.query = req.query;
+        co_return Response::text(c->verify_webhook(req.param("channel_id"), hook));
     });
 }
 

@@ -16,7 +16,7 @@
 
 #include "channels/channels.h"
 #include "channels/telegram.h"
-#include "channels/internal/bot_api.h"
+#include "channels/internal/adapters.h"
 #include "channels/internal/stored.h"
 #include "core/error.h"
 #include "core/ids.h"
@@ -31,7 +31,6 @@ using asio::awaitable;
 
 namespace {
 
-constexpr std::string_view kTelegram = "telegram";
 constexpr std::string_view kChannelColumns =
     "id, bot_id, kind, credentials, api_base_url, status, last_error, webhook_secret, created_at, updated_at";
 
@@ -60,13 +59,6 @@ std::string open_sealed(const auth::SecretKey& key, std::string_view blob) {
     return out;
 }
 
-std::string default_base_url(std::string_view kind) {
-    if (kind == "telegram") return "https://api.telegram.org";
-    if (kind == "viber") return "https://chatapi.viber.com";
-    if (kind == "whatsapp" || kind == "messenger" || kind == "instagram") return "https://graph.facebook.com";
-    return {};
-}
-
 std::string validate_base_url(std::string url) {
     if (url.size() > kMaxApiBaseUrlBytes) {
         throw core::BadRequest(fmt::format("'api_base_url' is longer than {} bytes", kMaxApiBaseUrlBytes),
@@ -85,35 +77,9 @@ std::string validate_base_url(std::string url) {
     return url;
 }
 
-bool valid_token(std::string_view token) {
-    std::size_t colon = token.find(':');
-    if (colon == 0 || colon == std::string_view::npos || colon > 20 || token.size() > 256 || colon + 1 == token.size()) {
-        return false;
-    }
-    for (std::size_t i = 0; i < token.size(); ++i) {
-        char c = token[i];
-        if (i < colon && (c < '0' || c > '9')) return false;
-        if (i > colon && !(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
-    }
-    return true;
-}
-
 /// Checks a kind's credentials (400 naming the field); returns them normalised.
 json::object validate_credentials(std::string_view kind, const json::object& in) {
-    if (kind == kTelegram) {
-        core::reject_unknown_fields(in, {"token", "mode"});
-        std::string token(core::required_string(in, "token"));
-        if (!valid_token(token)) {
-            throw core::BadRequest("'credentials.token' must be a Telegram bot token like 123456:ABC-def",
-                                   "invalid_credentials", field("credentials.token"));
-        }
-        std::string mode = core::optional_string(in, "mode").value_or("webhook");
-        if (mode != "webhook" && mode != "polling") {
-            throw core::BadRequest("'credentials.mode' must be webhook or polling", "invalid_credentials",
-                                   field("credentials.mode"));
-        }
-        return json::object{{"token", token}, {"mode", mode}};
-    }
+    if (const Adapter* adapter = find_adapter(kind)) return adapter->validate_credentials(in);
     if (in.size() > kMaxCredentialKeys) {
         throw core::BadRequest(fmt::format("'credentials' has more than {} keys", kMaxCredentialKeys),
                                "invalid_credentials", field("credentials"));
@@ -154,7 +120,7 @@ json::object Channel::to_json() const {
                      {"created_at", core::format_time(created_at)},
                      {"updated_at", core::format_time(updated_at)}};
     if (!mode.empty()) out["mode"] = mode;
-    if (kind == kTelegram && mode == "webhook") out["webhook_path"] = "/hooks/" + id;
+    if (has_adapter && mode != "polling") out["webhook_path"] = "/hooks/" + id;
     return out;
 }
 
@@ -203,6 +169,40 @@ CREATE TABLE channel_deliveries (
   last_error TEXT,
   PRIMARY KEY (dialog_id, n)
 );
+)"},
+            {"channels", 2, "event keys, last inbound time, sent messages with receipts, dead letters",
+             R"(
+ALTER TABLE channel_inbox ADD COLUMN event_key TEXT;
+CREATE UNIQUE INDEX channel_inbox_by_key ON channel_inbox(channel_id, event_key);
+ALTER TABLE channel_identities ADD COLUMN last_inbound_at INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE channel_messages (
+  channel_id TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  dialog_id TEXT,
+  n INTEGER,
+  chat_id TEXT,
+  status TEXT NOT NULL,
+  sent_at INTEGER,
+  delivered_at INTEGER,
+  read_at INTEGER,
+  failed_at INTEGER,
+  error TEXT,
+  PRIMARY KEY (channel_id, message_id)
+);
+CREATE INDEX channel_messages_by_dialog ON channel_messages(dialog_id, n);
+CREATE INDEX channel_messages_by_chat ON channel_messages(channel_id, chat_id, sent_at);
+CREATE TABLE channel_dead_letters (
+  id TEXT PRIMARY KEY,
+  channel_id TEXT NOT NULL,
+  dialog_id TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  outcome TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  UNIQUE (dialog_id, n)
+);
+CREATE INDEX channel_dead_letters_by_channel ON channel_dead_letters(channel_id, id);
 )"}};
 }
 
@@ -218,7 +218,7 @@ ChannelService::ChannelService(store::Store& store, const core::Clock& clock, bo
 }
 
 ChannelService::~ChannelService() {
-    stop();
+    stopping_ = true;  // not stop(): the executor (and the dispatcher's strand) may already be gone
     // Bounded: if the executor was stopped first, the loops never resume (the io_context destroys their frames).
     std::unique_lock lock(mutex_);
     idle_.wait_for(lock, std::chrono::seconds(5), [this] { return running_ == 0; });
@@ -236,6 +236,24 @@ std::optional<ChannelService::Stored> ChannelService::load(std::string_view id) 
              row->integer(8), row->integer(9)};
     s.credentials = json::parse(open_sealed(key_, row->text(3))).as_object();
     return s;
+}
+
+std::shared_ptr<const ChannelService::Stored> ChannelService::load_cached(const std::string& id) const {
+    std::int64_t now = clock_.now_ms();
+    std::uint64_t generation = registry_generation_;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = cache_.find(id);
+        if (it != cache_.end() && it->second.generation == generation && now - it->second.loaded_at < 5'000) {
+            return it->second.channel;
+        }
+    }
+    auto loaded = load(id);
+    std::shared_ptr<const Stored> channel = loaded ? std::make_shared<const Stored>(std::move(*loaded)) : nullptr;
+    std::lock_guard lock(mutex_);
+    if (cache_.size() > 10'000) cache_.clear();
+    if (channel) cache_[id] = Cached{channel, generation, now};  // unknown ids are not cached (no growth by probing)
+    return channel;
 }
 
 std::vector<ChannelService::Stored> ChannelService::load_active(std::string_view kind) const {
@@ -266,12 +284,20 @@ awaitable<Channel> ChannelService::create(std::string bot_id, NewChannel in) {
                                "widget, custom, sms",
                                "invalid_kind", field("kind"));
     }
+    const Adapter* adapter = find_adapter(in.kind);
     Stored s;
     s.id = core::new_id();
     s.bot_id = bot_id;
     s.kind = in.kind;
     s.credentials = validate_credentials(in.kind, in.credentials);
-    s.api_base_url = in.api_base_url ? validate_base_url(*in.api_base_url) : default_base_url(in.kind);
+    if (!in.api_base_url && adapter && adapter->default_api_base_url().empty()) {
+        throw core::BadRequest(fmt::format("'api_base_url' is required for {} channels (the endpoint Parley posts "
+                                           "replies to)",
+                                           in.kind),
+                               "invalid_api_base_url", field("api_base_url"));
+    }
+    s.api_base_url = in.api_base_url ? validate_base_url(*in.api_base_url)
+                                     : (adapter ? adapter->default_api_base_url() : std::string());
     s.status = "active";
     s.webhook_secret = core::random_hex(32);
     s.created_at = s.updated_at = clock_.now_ms();
@@ -283,6 +309,7 @@ awaitable<Channel> ChannelService::create(std::string bot_id, NewChannel in) {
                  s.updated_at});
     };
     co_await store::co_write(store_, std::move(insert));
+    ++registry_generation_;
     co_await connect(s);
     co_return get(bot_id, s.id);
 }
@@ -354,6 +381,7 @@ awaitable<Channel> ChannelService::update(std::string bot_id, std::string id, Ch
                  row.id});
     };
     co_await store::co_write(store_, std::move(write));
+    ++registry_generation_;
     if (s->status != "disabled") co_await connect(*s);
     co_return get(bot_id, id);
 }
@@ -363,18 +391,21 @@ awaitable<void> ChannelService::remove(std::string bot_id, std::string id) {
     if (!s || s->bot_id != bot_id) {
         throw core::NotFound(fmt::format("no channel '{}' of bot '{}'", id, bot_id), "channel_not_found");
     }
-    if (s->kind == kTelegram && s->mode() == "webhook") {
-        co_await call(*s, "deleteWebhook", {}, options_.request_timeout_ms);  // best effort
+    if (const Adapter* adapter = find_adapter(s->kind)) {
+        if (auto request = adapter->disconnect(ref(*s))) co_await send(std::move(*request));  // best effort
     }
     auto erase = [id](store::Tx& tx) {
         tx.exec("DELETE FROM channel_deliveries WHERE dialog_id IN "
                 "(SELECT dialog_id FROM channel_identities WHERE channel_id = ?)",
                 {id});
+        tx.exec("DELETE FROM channel_messages WHERE channel_id = ?", {id});
+        tx.exec("DELETE FROM channel_dead_letters WHERE channel_id = ?", {id});
         tx.exec("DELETE FROM channel_identities WHERE channel_id = ?", {id});
         tx.exec("DELETE FROM channel_inbox WHERE channel_id = ?", {id});
         tx.exec("DELETE FROM channels WHERE id = ?", {id});
     };
     co_await store::co_write(store_, std::move(erase));
+    ++registry_generation_;
 }
 
 awaitable<void> ChannelService::set_status(std::string id, std::string status, std::string error) {
@@ -384,18 +415,11 @@ awaitable<void> ChannelService::set_status(std::string id, std::string status, s
                 {status, error.empty() ? store::Value(nullptr) : store::Value(error), now, id});
     };
     co_await store::co_write(store_, std::move(write));
+    ++registry_generation_;
 }
 
-awaitable<outbound::Response> ChannelService::call(const Stored& channel, std::string method, json::object args,
-                                                   std::int64_t timeout_ms) {
-    outbound::Request req;
-    req.method = "POST";
-    req.url = fmt::format("{}/bot{}/{}", channel.api_base_url, channel.token(), method);
-    req.body = json::serialize(args);
-    req.content_type = "application/json";
-    req.timeout_ms = std::min<std::int64_t>(timeout_ms, outbound::kMaxTimeoutMs);
-    req.max_redirects = 0;
-    req.max_response_bytes = 8 * 1024 * 1024;
+awaitable<outbound::Response> ChannelService::send(outbound::Request req) {
+    req.timeout_ms = std::min<std::int64_t>(req.timeout_ms, outbound::kMaxTimeoutMs);
     auto initiate = [this](auto handler, outbound::Request request) {
         auto executor = asio::get_associated_executor(handler);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
@@ -407,29 +431,215 @@ awaitable<outbound::Response> ChannelService::call(const Stored& channel, std::s
         initiate, asio::use_awaitable, std::move(req));
 }
 
-awaitable<void> ChannelService::connect(Stored channel) {
-    if (channel.kind != kTelegram) co_return;  // other adapters: future work (README)
-    if (channel.mode() == "polling") {
-        auto response = co_await call(channel, "deleteWebhook", {}, options_.request_timeout_ms);
-        std::int64_t retry_after = 0;
-        std::string description;
-        bool ok = internal::answer_ok(response, channel.token(), &retry_after, &description);
-        std::string status = ok ? "active" : "error";
-        std::string error = ok ? std::string() : "deleteWebhook failed: " + description;
-        co_await set_status(channel.id, std::move(status), std::move(error));
-        ensure_polling(channel.id);
-        co_return;
+awaitable<outbound::Response> ChannelService::call(const Stored& channel, std::string method, json::object args,
+                                                   std::int64_t timeout_ms) {
+    outbound::Request req = internal::telegram_call(ref(channel), method, args, timeout_ms);
+    co_return co_await send(std::move(req));
+}
+
+ChannelRef ChannelService::ref(const Stored& s) const {
+    ChannelRef r;
+    r.id = s.id;
+    r.bot_id = s.bot_id;
+    if (s.kind == "viber") {  // only Viber shows a sender name (credentials.sender_name, else the bot's)
+        try {
+            r.bot_name = bots_.get(s.bot_id).name;
+        } catch (const core::Error&) {
+            // A channel whose bot is gone still renders: the sender name falls back to "Parley".
+        }
     }
-    json::object args{{"url", fmt::format("{}/hooks/{}", options_.public_base_url, channel.id)},
-                      {"secret_token", channel.webhook_secret},
-                      {"allowed_updates", json::array{"message", "callback_query"}}};
-    auto response = co_await call(channel, "setWebhook", std::move(args), options_.request_timeout_ms);
-    std::int64_t retry_after = 0;
-    std::string description;
-    bool ok = internal::answer_ok(response, channel.token(), &retry_after, &description);
-    std::string status = ok ? "active" : "error";
-    std::string error = ok ? std::string() : "setWebhook failed: " + description;
-    co_await set_status(channel.id, std::move(status), std::move(error));
+    r.kind = s.kind;
+    r.credentials = s.credentials;
+    r.api_base_url = s.api_base_url;
+    r.webhook_secret = s.webhook_secret;
+    r.webhook_url = fmt::format("{}/hooks/{}", options_.public_base_url, s.id);
+    return r;
+}
+
+std::string ChannelService::redact(const Stored& channel, std::string text) const {
+    for (const auto& kv : channel.credentials) {
+        if (!kv.value().is_string() || kv.value().get_string().size() < 6) continue;
+        std::string secret(kv.value().get_string());
+        std::string label = kv.key() == "token" ? "<token>" : "<" + std::string(kv.key()) + ">";
+        for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+            text.replace(at, secret.size(), label);
+        }
+    }
+    return text;
+}
+
+ChannelService::Stored ChannelService::load_owned(std::string_view bot_id, std::string_view id) const {
+    auto s = load(id);
+    if (!s || s->bot_id != bot_id) {
+        throw core::NotFound(fmt::format("no channel '{}' of bot '{}'", id, bot_id), "channel_not_found");
+    }
+    return std::move(*s);
+}
+
+awaitable<void> ChannelService::connect(Stored channel) {
+    const Adapter* adapter = find_adapter(channel.kind);
+    if (!adapter) co_return;  // email, widget, sms: served by other modules
+    if (auto request = adapter->connect(ref(channel))) {
+        std::string what = request->url.substr(request->url.rfind('/') + 1);
+        request->timeout_ms = options_.request_timeout_ms;
+        outbound::Response response = co_await send(std::move(*request));
+        SendResult result = adapter->classify(response);
+        bool ok = result.outcome == SendResult::Outcome::kOk;
+        std::string status = ok ? "active" : "error";
+        std::string error = ok ? std::string() : redact(channel, what + " failed: " + result.error);
+        co_await set_status(channel.id, std::move(status), std::move(error));
+    } else if (channel.status == "error") {
+        co_await set_status(channel.id, "active", "");
+    }
+    if (channel.mode() == "polling") ensure_polling(channel.id);
+}
+
+// --- delivery reports and dead letters -------------------------------------------------------------------------
+
+json::object ChannelService::Receipt::to_json() const {
+    auto time = [](std::int64_t ms) { return ms ? json::value(core::format_time(ms)) : json::value(nullptr); };
+    return json::object{{"message_id", message_id},
+                        {"dialog_id", dialog_id.empty() ? json::value(nullptr) : json::value(dialog_id)},
+                        {"n", dialog_id.empty() ? json::value(nullptr) : json::value(n)},
+                        {"chat_id", chat_id.empty() ? json::value(nullptr) : json::value(chat_id)},
+                        {"status", status},
+                        {"sent_at", time(sent_at)},
+                        {"delivered_at", time(delivered_at)},
+                        {"read_at", time(read_at)},
+                        {"failed_at", time(failed_at)},
+                        {"error", error.empty() ? json::value(nullptr) : json::value(error)}};
+}
+
+std::vector<ChannelService::Receipt> ChannelService::receipts(std::string_view bot_id, std::string_view channel_id,
+                                                             std::optional<std::string> dialog_id, std::int64_t after,
+                                                             std::size_t limit,
+                                                             std::optional<std::int64_t>* next) const {
+    load_owned(bot_id, channel_id);
+    std::vector<Receipt> out;
+    store_.read([&](store::Tx& tx) {
+        std::string sql =
+            "SELECT rowid, message_id, dialog_id, n, chat_id, status, sent_at, delivered_at, read_at, failed_at, error "
+            "FROM channel_messages WHERE channel_id = ? AND rowid > ?";
+        store::Params params{std::string(channel_id), after};
+        if (dialog_id) {
+            sql += " AND dialog_id = ?";
+            params.emplace_back(*dialog_id);
+        }
+        sql += " ORDER BY rowid LIMIT ?";
+        params.emplace_back(static_cast<std::int64_t>(limit + 1));
+        for (const auto& row : tx.query(sql, params)) {
+            Receipt r;
+            r.seq = row.integer(0);
+            r.message_id = row.text(1);
+            r.dialog_id = row.is_null(2) ? "" : row.text(2);
+            r.n = row.is_null(3) ? 0 : row.integer(3);
+            r.chat_id = row.is_null(4) ? "" : row.text(4);
+            r.status = row.text(5);
+            r.sent_at = row.is_null(6) ? 0 : row.integer(6);
+            r.delivered_at = row.is_null(7) ? 0 : row.integer(7);
+            r.read_at = row.is_null(8) ? 0 : row.integer(8);
+            r.failed_at = row.is_null(9) ? 0 : row.integer(9);
+            r.error = row.is_null(10) ? "" : row.text(10);
+            out.push_back(std::move(r));
+        }
+    });
+    *next = std::nullopt;
+    if (out.size() > limit) {
+        out.resize(limit);
+        *next = out.back().seq;
+    }
+    return out;
+}
+
+json::object ChannelService::DeadLetter::to_json() const {
+    return json::object{{"id", id},
+                        {"channel_id", channel_id},
+                        {"dialog_id", dialog_id},
+                        {"n", n},
+                        {"outcome", outcome},
+                        {"attempts", attempts},
+                        {"last_error", last_error.empty() ? json::value(nullptr) : json::value(last_error)},
+                        {"text", text},
+                        {"created_at", core::format_time(created_at)}};
+}
+
+namespace {
+
+constexpr std::string_view kLetterColumns =
+    "l.id, l.channel_id, l.dialog_id, l.n, l.outcome, l.attempts, l.last_error, l.created_at, "
+    "COALESCE(m.text, '')";
+
+ChannelService::DeadLetter letter_of(const store::Row& row) {
+    ChannelService::DeadLetter l;
+    l.id = row.text(0);
+    l.channel_id = row.text(1);
+    l.dialog_id = row.text(2);
+    l.n = row.integer(3);
+    l.outcome = row.text(4);
+    l.attempts = row.integer(5);
+    l.last_error = row.is_null(6) ? "" : row.text(6);
+    l.created_at = row.integer(7);
+    l.text = row.text(8);
+    return l;
+}
+
+}  // namespace
+
+std::vector<ChannelService::DeadLetter> ChannelService::dead_letters(std::string_view bot_id,
+                                                                     std::string_view channel_id,
+                                                                     std::optional<std::string> cursor,
+                                                                     std::size_t limit,
+                                                                     std::optional<std::string>* next_cursor) const {
+    load_owned(bot_id, channel_id);
+    std::vector<DeadLetter> out;
+    store_.read([&](store::Tx& tx) {
+        for (const auto& row :
+             tx.query(fmt::format("SELECT {} FROM channel_dead_letters l LEFT JOIN messages m ON m.dialog_id = "
+                                  "l.dialog_id AND m.n = l.n WHERE l.channel_id = ? AND l.id > ? ORDER BY l.id LIMIT ?",
+                                  kLetterColumns),
+                      {std::string(channel_id), cursor.value_or(""), static_cast<std::int64_t>(limit + 1)})) {
+            out.push_back(letter_of(row));
+        }
+    });
+    *next_cursor = std::nullopt;
+    if (out.size() > limit) {
+        out.resize(limit);
+        *next_cursor = out.back().id;
+    }
+    return out;
+}
+
+awaitable<ChannelService::DeadLetter> ChannelService::retry_dead_letter(std::string bot_id, std::string channel_id,
+                                                                       std::string letter_id) {
+    load_owned(bot_id, channel_id);
+    auto take = [channel_id, letter_id](store::Tx& tx) -> std::optional<DeadLetter> {
+        auto row = tx.query_one(fmt::format("SELECT {} FROM channel_dead_letters l LEFT JOIN messages m ON "
+                                            "m.dialog_id = l.dialog_id AND m.n = l.n WHERE l.id = ? AND "
+                                            "l.channel_id = ?",
+                                            kLetterColumns),
+                                {letter_id, channel_id});
+        if (!row) return std::nullopt;
+        DeadLetter l = letter_of(*row);
+        tx.exec("DELETE FROM channel_dead_letters WHERE id = ?", {letter_id});
+        tx.exec("DELETE FROM channel_deliveries WHERE dialog_id = ? AND n = ?", {l.dialog_id, l.n});
+        return l;
+    };
+    std::optional<DeadLetter> letter = co_await store::co_write(store_, std::move(take));
+    if (!letter) throw core::NotFound(fmt::format("no dead letter '{}'", letter_id), "dead_letter_not_found");
+    co_await dialogs_.mark_delivery(letter->dialog_id, letter->n, "pending");
+    wake_dispatcher();
+    co_return *letter;
+}
+
+awaitable<void> ChannelService::discard_dead_letter(std::string bot_id, std::string channel_id,
+                                                    std::string letter_id) {
+    load_owned(bot_id, channel_id);
+    auto erase = [channel_id, letter_id](store::Tx& tx) {
+        return tx.exec("DELETE FROM channel_dead_letters WHERE id = ? AND channel_id = ?", {letter_id, channel_id}) > 0;
+    };
+    if (!co_await store::co_write(store_, std::move(erase))) {
+        throw core::NotFound(fmt::format("no dead letter '{}'", letter_id), "dead_letter_not_found");
+    }
 }
 
 ChannelService::Stats ChannelService::stats() const {

@@ -2,6 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
+
+#include "channels/adapter.h"
+#include "channels/internal/adapters.h"
+
 #include "core/error.h"
 #include "core/json.h"
 
@@ -53,20 +58,12 @@ std::string cut_utf8(std::string text, std::size_t max) {
     return text;
 }
 
-std::string language_of(const std::string& code) {
-    std::string base = code.substr(0, code.find('-'));
-    if (base.size() < 2 || base.size() > 3) return {};
-    for (char c : base) {
-        if (c < 'a' || c > 'z') return {};
-    }
-    return base;
-}
 
 void read_user(const json::object& from, Update& out) {
     out.user_id = std::to_string(required_id(from, "id"));
     out.first_name = cut_utf8(string_at(from, "first_name"), 200);
     out.last_name = cut_utf8(string_at(from, "last_name"), 200);
-    out.language = language_of(string_at(from, "language_code"));
+    out.language = channels::language_of(string_at(from, "language_code"));
 }
 
 std::string number_text(const json::value& v) {
@@ -160,47 +157,7 @@ Update parse_update(std::string_view body) {
 }
 
 std::vector<std::string> split_text(std::string_view text, std::size_t max_chars) {
-    std::vector<std::string> parts;
-    if (max_chars == 0) max_chars = 1;
-    std::size_t pos = 0;
-    while (true) {
-        // Find the byte offset after max_chars characters from pos.
-        std::size_t i = pos;
-        std::size_t chars = 0;
-        std::size_t last_newline = std::string_view::npos;
-        std::size_t last_space = std::string_view::npos;
-        std::size_t quarter_start = 0;
-        while (i < text.size() && chars < max_chars) {
-            if (chars == max_chars - max_chars / 4) quarter_start = i;
-            unsigned char c = static_cast<unsigned char>(text[i]);
-            // A character is its lead byte plus the continuation bytes that follow (invalid UTF-8 counts byte by
-            // byte), so a cut never lands inside a sequence.
-            std::size_t len = 1;
-            while (c >= 0xC0 && len < 4 && i + len < text.size() &&
-                   (static_cast<unsigned char>(text[i + len]) & 0xC0) == 0x80) {
-                ++len;
-            }
-            if (c == '\n') last_newline = i;
-            if (c == ' ') last_space = i;
-            i += len;
-            ++chars;
-        }
-        if (i >= text.size()) {
-            parts.emplace_back(text.substr(pos));
-            return parts;
-        }
-        std::size_t cut = i;
-        std::size_t next = i;
-        if (last_newline != std::string_view::npos && last_newline >= quarter_start && last_newline > pos) {
-            cut = last_newline;
-            next = last_newline + 1;
-        } else if (last_space != std::string_view::npos && last_space >= quarter_start && last_space > pos) {
-            cut = last_space;
-            next = last_space + 1;
-        }
-        parts.emplace_back(text.substr(pos, cut - pos));
-        pos = next;
-    }
+    return channels::split_text(text, max_chars);
 }
 
 std::vector<json::object> render(std::string_view chat_id, std::string_view text, const json::array& buttons,
@@ -235,3 +192,168 @@ std::vector<json::object> render(std::string_view chat_id, std::string_view text
 }
 
 }  // namespace parley::channels::telegram
+
+namespace parley::channels {
+namespace internal {
+
+outbound::Request telegram_call(const ChannelRef& channel, std::string_view method, const json::object& args,
+                                std::int64_t timeout_ms) {
+    return json_post(fmt::format("{}/bot{}/{}", channel.api_base_url, channel.credential("token"), method), args,
+                     timeout_ms);
+}
+
+}  // namespace internal
+
+namespace {
+
+bool valid_token(std::string_view token) {
+    std::size_t colon = token.find(':');
+    if (colon == 0 || colon == std::string_view::npos || colon > 20 || token.size() > 256 || colon + 1 == token.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < token.size(); ++i) {
+        char c = token[i];
+        if (i < colon && (c < '0' || c > '9')) return false;
+        if (i > colon && !(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
+    }
+    return true;
+}
+
+/// Telegram Bot API: webhook with secret_token or long polling (the runtime's getUpdates loop), inline keyboards,
+/// 4096-character parts, 30 messages/s per bot and 1 per second per chat.
+class TelegramAdapter final : public Adapter {
+public:
+    std::string_view kind() const override { return "telegram"; }
+    std::string default_api_base_url() const override { return "https://api.telegram.org"; }
+
+    json::object validate_credentials(const json::object& in) const override {
+        core::reject_unknown_fields(in, {"token", "mode"});
+        std::string token(core::required_string(in, "token"));
+        if (!valid_token(token)) {
+            internal::bad_credential("token", "must be a Telegram bot token like 123456:ABC-def");
+        }
+        std::string mode = core::optional_string(in, "mode").value_or("webhook");
+        if (mode != "webhook" && mode != "polling") internal::bad_credential("mode", "must be webhook or polling");
+        return json::object{{"token", token}, {"mode", mode}};
+    }
+
+    AdapterLimits limits() const override {
+        AdapterLimits l;
+        l.channel_per_second = 30;
+        l.chat_per_second = 1;
+        l.chat_burst = 1;
+        l.max_payload_bytes = telegram::kMaxCallbackDataBytes;
+        return l;
+    }
+
+    std::optional<outbound::Request> connect(const ChannelRef& c) const override {
+        if (c.credential("mode") == "polling") return internal::telegram_call(c, "deleteWebhook", {}, 15'000);
+        json::object args{{"url", c.webhook_url},
+                          {"secret_token", c.webhook_secret},
+                          {"allowed_updates", json::array{"message", "callback_query"}}};
+        return internal::telegram_call(c, "setWebhook", args, 15'000);
+    }
+
+    std::optional<outbound::Request> disconnect(const ChannelRef& c) const override {
+        if (c.credential("mode") == "polling") return std::nullopt;
+        return internal::telegram_call(c, "deleteWebhook", {}, 15'000);
+    }
+
+    void verify(const ChannelRef& c, const WebhookRequest& r) const override {
+        if (!equal_secret(r.header("x-telegram-bot-api-secret-token"), c.webhook_secret)) {
+            throw core::Unauthorized("the X-Telegram-Bot-Api-Secret-Token header is missing or wrong",
+                                     "invalid_secret");
+        }
+    }
+
+    std::vector<InboundEvent> parse(std::string_view body) const override {
+        telegram::Update u = telegram::parse_update(body);
+        InboundEvent e;
+        e.key = std::to_string(u.update_id);
+        e.sequence = u.update_id;
+        e.user_id = u.user_id;
+        e.chat_id = u.chat_id;
+        e.name = u.first_name;
+        if (!u.last_name.empty()) e.name += (e.name.empty() ? "" : " ") + u.last_name;
+        e.language = u.language;
+        e.ack = u.callback_query_id;
+        if (u.kind != telegram::Update::Kind::kIgnored) {
+            e.type = InboundEvent::Type::kMessage;
+            e.message = std::move(u.message);
+        }
+        return {std::move(e)};
+    }
+
+    std::optional<outbound::Request> acknowledge(const ChannelRef& c, const InboundEvent& e) const override {
+        if (e.ack.empty()) return std::nullopt;
+        return internal::telegram_call(c, "answerCallbackQuery", json::object{{"callback_query_id", e.ack}}, 15'000);
+    }
+
+    Rendered render(const ChannelRef& c, const OutboundContext& to, std::string_view text,
+                    const std::vector<scenario::ReplyButton>& buttons, const PayloadOf& payload_of) const override {
+        json::array list;
+        for (const auto& b : buttons) list.push_back(json::object{{"id", b.id}, {"text", b.text}});
+        Rendered out;
+        for (auto& body : telegram::render(to.chat_id, text, list, payload_of)) {
+            out.requests.push_back(internal::telegram_call(c, "sendMessage", body, 15'000));
+        }
+        return out;
+    }
+
+    SendResult classify(const outbound::Response& r) const override {
+        SendResult out;
+        if (r.error) {
+            out.outcome = SendResult::Outcome::kTransient;
+            out.error = fmt::format("{}: {}", outbound::error_code_name(r.error->code), r.error->message);
+            return out;
+        }
+        boost::system::error_code ec;
+        json::value v = json::parse(r.body, ec);
+        bool ok = false;
+        std::int64_t retry_after = 0;
+        if (!ec && v.is_object()) {
+            const auto& o = v.get_object();
+            if (auto it = o.find("ok"); it != o.end() && it->value().is_bool()) ok = it->value().get_bool();
+            if (auto it = o.find("description"); it != o.end() && it->value().is_string()) {
+                out.error = std::string(it->value().get_string());
+            }
+            if (auto it = o.find("parameters"); it != o.end() && it->value().is_object()) {
+                const auto& p = it->value().get_object();
+                if (auto ra = p.find("retry_after"); ra != p.end() && ra->value().is_int64()) {
+                    retry_after = ra->value().get_int64();
+                }
+            }
+            if (auto it = o.find("result"); it != o.end() && it->value().is_object()) {
+                if (auto id = it->value().get_object().find("message_id");
+                    id != it->value().get_object().end() && id->value().is_int64()) {
+                    out.message_id = std::to_string(id->value().get_int64());
+                }
+            }
+        }
+        if (out.error.empty()) out.error = fmt::format("HTTP {}", r.status);
+        if (ok && r.status == 200) {
+            out.outcome = SendResult::Outcome::kOk;
+            out.error.clear();
+        } else if (r.status == 429) {
+            if (retry_after <= 0) {
+                std::string_view h = r.header("retry-after");
+                std::from_chars(h.data(), h.data() + h.size(), retry_after);
+            }
+            out.outcome = SendResult::Outcome::kRetryAfter;
+            out.retry_after_ms = std::max<std::int64_t>(retry_after, 1) * 1000;
+        } else if (r.status >= 500) {
+            out.outcome = SendResult::Outcome::kTransient;
+        } else {
+            out.outcome = SendResult::Outcome::kPermanent;  // 400 chat not found, 403 blocked by the user, 401 token
+        }
+        return out;
+    }
+};
+
+}  // namespace
+
+namespace internal {
+std::unique_ptr<Adapter> make_telegram_adapter() { return std::make_unique<TelegramAdapter>(); }
+}  // namespace internal
+
+}  // namespace parley::channels

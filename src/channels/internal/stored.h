@@ -31,7 +31,8 @@ struct ChannelService::Stored {
         return it != credentials.end() && it->value().is_string() ? std::string(it->value().get_string()) : "webhook";
     }
     Channel view() const {
-        Channel c{id, bot_id, kind, {}, mode(), api_base_url, status, last_error, created_at, updated_at};
+        Channel c{id, bot_id, kind, {}, mode(), find_adapter(kind) != nullptr, api_base_url, status, last_error,
+                  created_at, updated_at};
         for (const auto& kv : credentials) c.credential_keys.emplace_back(kv.key());
         std::sort(c.credential_keys.begin(), c.credential_keys.end());
         return c;
