@@ -35,6 +35,7 @@
 #include "outbound/outbound.h"
 #include "outbound/send_request.h"
 #include "operator/operator.h"
+#include "operator/tickets.h"
 #include "auth/secret_key.h"
 #include "auth/settings.h"
 #include "core/clock.h"
@@ -66,6 +67,7 @@ std::vector<store::Migration> all_migrations() {
     for (auto& m : clients::migrations()) out.push_back(m);
     for (auto& m : bots::migrations()) out.push_back(m);
     for (auto& m : operators::migrations()) out.push_back(m);
+    for (auto& m : operators::ticket_migrations()) out.push_back(m);
     return out;
 }
 
@@ -154,7 +156,19 @@ struct App::Impl {
         dialogs = std::make_unique<bots::DialogService>(*bot_service, registry, scenario_settings.get(), hub.get(),
                                                         &metrics, dialog_options);
         triggers = std::make_unique<bots::TriggerService>(*bot_service, *dialogs);
-        operator_service = std::make_unique<operators::OperatorService>(*db, clock, *dialogs, *triggers, hub.get());
+        operator_service =
+            std::make_unique<operators::OperatorService>(*db, clock, *dialogs, *triggers, hub.get(), settings.get());
+        operators::StaffDirectory staff;
+        staff.user_exists = [this](std::string_view id) {
+            try {
+                return auth->get_user(id).active;
+            } catch (const core::NotFound&) {
+                return false;
+            }
+        };
+        staff.groups_of = [this](std::string_view user) { return operator_service->groups_of(user); };
+        staff.members_of = [this](std::string_view group) { return operator_service->members_of(group); };
+        tickets = std::make_unique<operators::TicketService>(*db, clock, *dialogs, hub.get(), std::move(staff));
         registry.add(operators::make_connect_action(*operator_service));
         outbound::ClientOptions outbound_options;
         outbound_options.allowlist = outbound::allowlist_from_settings(*settings);
@@ -196,6 +210,7 @@ struct App::Impl {
         clients::register_routes(router, *client_directory);
         bots::register_routes(router, *bot_service, *dialogs, *triggers, registry);
         operators::register_routes(router, *operator_service);
+        operators::register_ticket_routes(router, *tickets);
         jail::register_routes(router, *jail_service);
         customdata::register_routes(router, *custom_data);
         channels::register_routes(router, *channel_service);
@@ -296,6 +311,7 @@ struct App::Impl {
     std::unique_ptr<bots::DialogService> dialogs;
     std::unique_ptr<bots::TriggerService> triggers;
     std::unique_ptr<operators::OperatorService> operator_service;
+    std::unique_ptr<operators::TicketService> tickets;
     std::unique_ptr<outbound::Client> outbound_client;
     std::unique_ptr<jail::Sandbox> sandbox;
     std::unique_ptr<jail::JailService> jail_service;
