@@ -11,7 +11,12 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev wrk curl
   libmozjs-102-dev libpq-dev libicu-dev
   libpoppler-cpp-dev libzip-dev libpugixml-dev libgumbo-dev
+  libhnswlib-dev
+  chromium nodejs
 )
+# npm for the browser tests' playwright-core: Debian's package, unless an npm is already there (a NodeSource
+# nodejs ships its own and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then packages+=(npm); fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,12 +27,18 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} Debian packages present"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "install-deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Browser tests: playwright-core (drives the chromium above) in the repo-local tests/browser/node_modules.
+browser="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+if [ -f "$browser/package.json" ] && [ ! -d "$browser/node_modules/playwright-core" ]; then
+  if command -v npm >/dev/null; then (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error);
+  else echo "install-deps: npm not found; the browser tests will be skipped"; fi
+fi

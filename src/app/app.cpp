@@ -36,6 +36,7 @@
 #include "outbound/send_request.h"
 #include "operator/operator.h"
 #include "operator/tickets.h"
+#include "widget/widget.h"
 #include "auth/secret_key.h"
 #include "auth/settings.h"
 #include "core/clock.h"
@@ -68,6 +69,7 @@ std::vector<store::Migration> all_migrations() {
     for (auto& m : bots::migrations()) out.push_back(m);
     for (auto& m : operators::migrations()) out.push_back(m);
     for (auto& m : operators::ticket_migrations()) out.push_back(m);
+    for (auto& m : widget::migrations()) out.push_back(m);
     return out;
 }
 
@@ -196,6 +198,12 @@ struct App::Impl {
         channel_options.public_base_url = config.base_url();
         channel_service = std::make_unique<channels::ChannelService>(*db, clock, *bot_service, *dialogs,
                                                                      *outbound_client, secret_key, channel_options);
+        widget_directory = std::make_unique<widget::RegistryDirectory<channels::ChannelService>>(*channel_service);
+        widget::WidgetOptions widget_options;
+        // File links posted into dialogs: the configured public URL, else the Host the visitor used.
+        widget_options.public_base_url = config.public_url;
+        widget_service = std::make_unique<widget::WidgetService>(*db, clock, *widget_directory, *dialogs, registry,
+                                                                 hub.get(), secret_key, widget_options);
 
         router.add(http::Method::kGet, "/healthz", http::Access::open(),
                    [](http::Request&) -> asio::awaitable<http::Response> {
@@ -214,6 +222,7 @@ struct App::Impl {
         jail::register_routes(router, *jail_service);
         customdata::register_routes(router, *custom_data);
         channels::register_routes(router, *channel_service);
+        widget::register_routes(router, *widget_service);
         knowledge::register_routes(router, *knowledge_service);
     }
 
@@ -319,6 +328,8 @@ struct App::Impl {
     std::unique_ptr<knowledge::OpenAiChatClient> llm;
     std::unique_ptr<knowledge::KnowledgeService> knowledge_service;
     std::unique_ptr<channels::ChannelService> channel_service;
+    std::unique_ptr<widget::RegistryDirectory<channels::ChannelService>> widget_directory;
+    std::unique_ptr<widget::WidgetService> widget_service;
     http::Router router;
     asio::io_context io;  ///< background work, and the first thread's share of the connections
     std::vector<std::unique_ptr<asio::io_context>> workers;  ///< one per further thread, connections only
@@ -329,6 +340,7 @@ struct App::Impl {
 App::App(core::Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 
 App::~App() {
+    if (impl_->widget_service) impl_->widget_service->stop();
     if (impl_->channel_service) impl_->channel_service->stop();
     if (impl_->knowledge_service) impl_->knowledge_service->stop();
     if (impl_->outbound_client) impl_->outbound_client->shutdown();
@@ -369,6 +381,7 @@ std::uint16_t App::start() {
         loaded.get();
     }
     d.channel_service->start(d.io.get_executor());
+    d.widget_service->start(d.io.get_executor());
     asio::co_spawn(d.io, d.maintenance(), asio::detached);
     asio::co_spawn(d.io, d.scheduler(), asio::detached);
     d.threads.emplace_back([&d] { d.io.run(); });
@@ -396,9 +409,11 @@ void App::wait_for_signal() {
     std::promise<void> drained;
     d.server->stop([&drained] { drained.set_value(); });
     drained.get_future().wait();
+    d.widget_service->stop();
     d.channel_service->stop();
     d.outbound_client->shutdown();  // cancels an in-flight getUpdates
     d.channel_service->wait_stopped();
+    d.widget_service->wait_stopped();
     d.knowledge_service->stop();
     d.io.stop();
     for (auto& w : d.workers) w->stop();
