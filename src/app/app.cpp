@@ -192,6 +192,10 @@ struct App::Impl {
         knowledge::KnowledgeOptions knowledge_options;
         knowledge_options.settings = settings.get();
         knowledge_options.llm = llm.get();
+        knowledge_options.embedder = llm.get();          // vector search for bases with `embeddings` settings
+        knowledge_options.http = outbound_client.get();  // URL sources
+        // Folder sources may only name directories under this one (docs/configuration.md).
+        knowledge_options.sync_root = (fs::path(config.data_dir) / "knowledge-sync").string();
         knowledge_service = std::make_unique<knowledge::KnowledgeService>(*db, clock, knowledge_options);
         knowledge::register_actions(registry, *knowledge_service);
         channels::ChannelOptions channel_options;

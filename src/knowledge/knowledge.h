@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "store/store.h"
@@ -35,6 +36,9 @@ class ActionRegistry;
 namespace parley::auth {
 class InstanceSettings;
 }
+namespace parley::outbound {
+class Client;
+}
 
 namespace parley::knowledge {
 
@@ -42,6 +46,7 @@ namespace json = boost::json;
 
 namespace internal {
 class DfCache;
+class VectorIndexes;
 }
 
 /// Limits (documented in README.md; each is enforced with a clear 4xx).
@@ -61,6 +66,15 @@ inline constexpr std::size_t kMaxPromptBytes = 16 * 1024;
 inline constexpr std::size_t kMaxPhrases = 100;               ///< configured escalation phrases
 inline constexpr std::size_t kMaxPhraseBytes = 200;
 inline constexpr std::size_t kMaxAnswerChars = 700;           ///< extractive answers (code points)
+inline constexpr std::size_t kMaxSourcesPerBase = 20;         ///< sync sources (URL or folder) of one base
+inline constexpr std::int64_t kMinSyncIntervalS = 60;         ///< a source syncs at most once a minute
+inline constexpr std::int64_t kMaxSyncIntervalS = 30 * 86400; ///< and at least once in 30 days
+inline constexpr std::size_t kMaxSyncFiles = 1000;            ///< files one folder source may hold
+inline constexpr int kMaxSyncDepth = 16;                      ///< sub-folder levels walked
+inline constexpr std::size_t kMaxLocationBytes = 2048;        ///< source URL or folder path
+inline constexpr std::size_t kEmbeddingBatch = 64;            ///< chunks per embeddings request
+inline constexpr std::size_t kMaxEmbeddingDims = 4096;
+inline constexpr std::size_t kMaxUsageDays = 366;             ///< days one usage report may span
 
 /// How a knowledge base cuts its documents into chunks. Changing it re-indexes every document of the base.
 struct Chunking {
@@ -75,6 +89,9 @@ struct KnowledgeBase {
     std::string name;  ///< unique; `{kb}` in paths is the id or the name
     std::string description;
     Chunking chunking;
+    /// {} → BM25 only; else the OpenAI-compatible embeddings provider {"base_url", "model", "api_key_setting",
+    /// "dimensions", "timeout_ms"}: chunks are embedded at ingestion and searches fuse vector results in.
+    json::object embeddings;
     std::int64_t created_at = 0;
     std::int64_t updated_at = 0;
 };
@@ -97,6 +114,51 @@ struct Document {
     std::int64_t updated_at = 0;
     std::optional<std::int64_t> indexed_at;
     std::optional<int> progress;  ///< 0..100 while queued or processing (this node's ingestion)
+    std::optional<std::string> source_id;  ///< the sync source that brought it (null: uploaded)
+    std::optional<std::string> source_key; ///< its URL or path relative to the source's folder
+    std::string content_hash;              ///< SHA-256 of the file (hex)
+    std::string embedding_status = "none"; ///< none (base without embeddings) | ready | error
+    std::optional<std::string> embedding_error;
+};
+
+/// Where a sync source reads documents from.
+enum class SourceKind { kUrl, kFolder };
+
+/// The outcome of a source's last sync run.
+struct SyncStatus {
+    std::string state = "idle";  ///< idle | queued (sync requested) | running
+    std::optional<std::int64_t> last_run_at;
+    std::optional<std::int64_t> last_finished_at;
+    std::optional<std::string> last_result;  ///< ok | error
+    std::optional<std::string> last_error;
+    std::int64_t added = 0, updated = 0, removed = 0, unchanged = 0, skipped = 0;
+    json::array skipped_files;  ///< [{"path", "reason"}] of the last run (at most 20)
+    std::optional<std::int64_t> duration_ms;
+};
+
+/// A knowledge base's sync source (seed "KB Plugin"): a URL (one document) or a folder on the server under the
+/// configured root (one document per file, sub-folders included). Active sources sync every `interval_s`.
+struct Source {
+    std::string id;
+    std::string kb_id;
+    SourceKind kind = SourceKind::kUrl;
+    std::string location;  ///< the URL, or the folder as given (relative to the sync root)
+    std::int64_t interval_s = 3600;
+    bool active = true;
+    std::int64_t next_run_at = 0;
+    SyncStatus status;
+    std::int64_t created_at = 0;
+    std::int64_t updated_at = 0;
+};
+
+/// Provider usage of one agent on one day (UTC).
+struct UsageDay {
+    std::string day;  ///< YYYY-MM-DD
+    std::int64_t asks = 0;            ///< questions answered (any answerer)
+    std::int64_t provider_calls = 0;  ///< LLM provider calls
+    std::int64_t errors = 0;          ///< failed provider calls
+    std::int64_t input_tokens = 0;    ///< from the provider's usage fields
+    std::int64_t output_tokens = 0;
 };
 
 struct DocumentPage {
@@ -165,7 +227,8 @@ struct ChatMessage {
     std::string content;
 };
 struct ChatRequest {
-    std::string base_url;  ///< e.g. https://api.openai.com/v1
+    std::string provider = "openai";  ///< openai (any OpenAI-compatible API) | anthropic (Messages API)
+    std::string base_url;  ///< e.g. https://api.openai.com/v1, https://api.anthropic.com
     std::string api_key;
     std::string model;
     std::vector<ChatMessage> messages;
@@ -173,9 +236,15 @@ struct ChatRequest {
     int max_tokens = 512;
     std::int64_t timeout_ms = 30'000;
 };
+/// Tokens a provider reports for one call.
+struct TokenUsage {
+    std::int64_t input_tokens = 0;
+    std::int64_t output_tokens = 0;
+};
 struct ChatResult {
     std::string text;
     std::string error;  ///< non-empty: the call failed (message for logs and the `error` event)
+    std::optional<TokenUsage> usage;  ///< when the provider reported it
 };
 
 /// An LLM chat client. Implementations call `done` exactly once, on any thread, and never block the caller.
@@ -185,6 +254,28 @@ public:
     virtual void chat(ChatRequest request, std::function<void(ChatResult)> done) = 0;
 };
 
+/// An embeddings request (OpenAI-compatible POST {base_url}/embeddings).
+struct EmbeddingRequest {
+    std::string base_url;
+    std::string api_key;
+    std::string model;
+    std::vector<std::string> inputs;
+    std::optional<int> dimensions;  ///< asked of models that can shorten their vectors
+    std::int64_t timeout_ms = 30'000;
+};
+struct EmbeddingResult {
+    std::vector<std::vector<float>> vectors;  ///< one per input, in order
+    std::string error;                        ///< non-empty: the call failed
+    std::int64_t input_tokens = 0;
+};
+
+/// An embeddings client. Implementations call `done` exactly once, on any thread, and never block the caller.
+class Embedder {
+public:
+    virtual ~Embedder() = default;
+    virtual void embed(EmbeddingRequest request, std::function<void(EmbeddingResult)> done) = 0;
+};
+
 struct KnowledgeOptions {
     unsigned ingest_threads = 2;  ///< background document ingestion
     unsigned query_threads = 2;   ///< ask() work (retrieval + answering) for the scenario action and HTTP
@@ -192,6 +283,16 @@ struct KnowledgeOptions {
     const auth::InstanceSettings* settings = nullptr;
     /// The provider client for agents with a model. Optional: without it such agents answer `error`.
     LlmClient* llm = nullptr;
+    /// The embeddings client for bases with `embeddings` settings. Optional: without it their documents are
+    /// indexed for BM25 only (embedding status error) and searches use BM25.
+    Embedder* embedder = nullptr;
+    /// Fetches URL sources (with the SSRF guard). Optional: without it URL syncs fail with a clear status.
+    outbound::Client* http = nullptr;
+    /// Folder sources must lie under this directory (symlinks may not leave it). Empty → folder sources are
+    /// refused.
+    std::string sync_root;
+    /// How often the scheduler looks for due sources (also woken at once by sync-now and activate).
+    std::chrono::milliseconds sync_poll{1000};
 };
 
 /// The knowledge service. Thread-safety: every method may be called from any thread. Reads (listing, search)
@@ -243,8 +344,46 @@ public:
     bool wait_idle(std::chrono::milliseconds timeout);
 
     // --- retrieval --------------------------------------------------------------------------------------
-    /// Top `k` passages for `query` in the given bases (ids). BadRequest for an empty or too long query.
+    /// Top `k` passages for `query` in the given bases (ids), BM25 only (no provider call: safe on any
+    /// thread). BadRequest for an empty or too long query.
     std::vector<SearchHit> search(const std::vector<std::string>& kb_ids, std::string_view query, std::size_t k);
+    /// search() fused with vector search for bases with embeddings (the query is embedded through the
+    /// Embedder; a provider failure falls back to BM25 only). Resumes on the caller's executor.
+    boost::asio::awaitable<std::vector<SearchHit>> search_hybrid(std::vector<std::string> kb_ids, std::string query,
+                                                                 std::size_t k);
+
+    // --- operator copilot -------------------------------------------------------------------------------
+    /// Knowledge snippets for a piece of dialog text (e.g. the client's last messages): the top `k` passages
+    /// (document name, heading, text, score 0..1) from `kb_refs` (ids or names; empty → every base). Only the
+    /// last kMaxQueryBytes of the text are used (the newest messages matter most). Empty or blank text → no
+    /// snippets. BM25 only, bounded: safe on an Asio worker. NotFound for an unknown base; k is clamped to 1..kMaxK.
+    std::vector<SearchHit> snippets_for_dialog(std::string_view dialog_text, std::size_t k = 3,
+                                               const std::vector<std::string>& kb_refs = {});
+    /// snippets_for_dialog() with vector search fused in for bases with embeddings.
+    boost::asio::awaitable<std::vector<SearchHit>> co_snippets_for_dialog(std::string dialog_text, std::size_t k = 3,
+                                                                          std::vector<std::string> kb_refs = {});
+
+    // --- sync sources (seed "KB Plugin": activate, sync, deactivate) --------------------------------------
+    /// {"kind": "url"|"folder", "location", "interval" (seconds), "active"}. BadRequest for a bad URL or a
+    /// folder outside the sync root; Unprocessable `folder_sync_disabled` / `folder_not_found`; Conflict
+    /// `source_exists` / `limit_reached`.
+    boost::asio::awaitable<Source> create_source(std::string kb, json::object spec);
+    std::vector<Source> list_sources(std::string_view kb);
+    Source get_source(std::string_view kb, std::string_view source);  ///< NotFound `source_not_found`
+    /// Location and interval (a new location syncs at once if the source is active).
+    boost::asio::awaitable<Source> update_source(std::string kb, std::string source, json::object patch);
+    /// Deletes the source and the documents it brought.
+    boost::asio::awaitable<void> delete_source(std::string kb, std::string source);
+    /// Activate (syncs at once, then every interval) or deactivate (no more syncs; its documents stay).
+    boost::asio::awaitable<Source> set_source_active(std::string kb, std::string source, bool active);
+    /// Asks for a sync as soon as possible (also of an inactive source); state `queued` until it runs.
+    boost::asio::awaitable<Source> sync_now(std::string kb, std::string source);
+    json::object source_json(const Source& source);
+
+    // --- token accounting ---------------------------------------------------------------------------------
+    /// Per-day usage of an agent (UTC days `from`..`to`, YYYY-MM-DD, at most kMaxUsageDays; empty → the last
+    /// 30 days), days without calls left out. NotFound for an unknown agent; BadRequest for bad dates.
+    std::vector<UsageDay> agent_usage(std::string_view agent, std::string_view from, std::string_view to);
 
     // --- agents -----------------------------------------------------------------------------------------
     boost::asio::awaitable<Agent> create_agent(json::object spec);
@@ -273,6 +412,21 @@ private:
     void set_progress(const std::string& document_id, int percent);
     void finish_answer(const Agent& agent, const AskRequest& request, std::vector<SearchHit> hits,
                        std::function<void(std::exception_ptr, AskResult)> done);
+    /// Query vectors per base id for the bases with embeddings (empty when none or the provider failed);
+    /// `done` runs inline or on the embedder's thread.
+    using QueryVectors = std::map<std::string, std::vector<float>>;
+    void embed_query_async(const std::vector<std::string>& kb_ids, const std::string& text,
+                           std::function<void(QueryVectors)> done);
+    boost::asio::awaitable<QueryVectors> embed_query(std::vector<std::string> kb_ids, std::string text);
+    std::vector<SearchHit> hybrid_search(const std::vector<std::string>& kb_ids, std::string_view query, std::size_t k,
+                                         const QueryVectors& vectors);
+    /// Embeds chunks on the ingest thread (blocking on the embedder); returns the error, or "" with `out` filled.
+    std::string embed_texts(const json::object& config, const std::vector<std::string>& texts,
+                            std::vector<std::vector<float>>& out);
+    void record_usage(const std::string& agent_id, bool provider_call, bool failed, std::optional<TokenUsage> usage);
+    void sync_loop();
+    void run_source(const std::string& source_id);
+    void wake_sync();
 
     store::Store& store_;
     core::Clock& clock_;
@@ -283,9 +437,14 @@ private:
     std::map<std::string, int> progress_;
     std::size_t pending_ = 0;
     std::unique_ptr<internal::DfCache> df_cache_;  ///< document frequencies; cleared when indexes change
+    std::unique_ptr<internal::VectorIndexes> vectors_;  ///< hnswlib indexes per base, built on first use
     boost::asio::thread_pool ingest_pool_;
     boost::asio::thread_pool query_pool_;
     bool stopped_ = false;
+    std::mutex sync_mutex_;  ///< guards sync_wake_
+    std::condition_variable sync_cv_;
+    bool sync_wake_ = false;
+    std::thread sync_thread_;  ///< the sync scheduler: runs due sources one at a time
 };
 
 /// The module's schema (module name "knowledge").

@@ -77,6 +77,61 @@ CREATE TABLE knowledge_agent_bases (
 );
 CREATE INDEX knowledge_agent_bases_by_kb ON knowledge_agent_bases (kb_id);
 )sql"},
+        {"knowledge", 2, "sync sources, content hashes, embeddings, agent usage",
+         R"sql(
+ALTER TABLE knowledge_bases ADD COLUMN embeddings TEXT NOT NULL DEFAULT '{}';  -- JSON; {} = BM25 only
+ALTER TABLE knowledge_documents ADD COLUMN source_id TEXT;
+ALTER TABLE knowledge_documents ADD COLUMN source_key TEXT;
+ALTER TABLE knowledge_documents ADD COLUMN content_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE knowledge_documents ADD COLUMN embedding_status TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE knowledge_documents ADD COLUMN embedding_error TEXT;
+CREATE UNIQUE INDEX knowledge_documents_by_source ON knowledge_documents (source_id, source_key)
+    WHERE source_id IS NOT NULL;
+
+CREATE TABLE knowledge_sources (
+    id               TEXT PRIMARY KEY,
+    kb_id            TEXT NOT NULL REFERENCES knowledge_bases(id) ON DELETE CASCADE,
+    kind             TEXT NOT NULL CHECK (kind IN ('url', 'folder')),
+    location         TEXT NOT NULL,
+    interval_s       INTEGER NOT NULL,
+    active           INTEGER NOT NULL,
+    next_run_at      INTEGER NOT NULL,
+    run_requested    INTEGER NOT NULL DEFAULT 0,
+    running_until    INTEGER,            -- lease of the node running it; NULL when idle
+    last_run_at      INTEGER,
+    last_finished_at INTEGER,
+    last_result      TEXT,               -- ok | error
+    last_error       TEXT,
+    last_counts      TEXT NOT NULL DEFAULT '{}',  -- JSON {added, updated, removed, unchanged, skipped, skipped_files}
+    duration_ms      INTEGER,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    UNIQUE (kb_id, kind, location)
+);
+CREATE INDEX knowledge_sources_due ON knowledge_sources (next_run_at) WHERE active = 1 OR run_requested = 1;
+
+-- One vector per chunk (float32, unit length). The id is the hnswlib label: AUTOINCREMENT never reuses one.
+CREATE TABLE knowledge_embeddings (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    chunk_id    INTEGER NOT NULL UNIQUE,
+    kb_id       TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    vector      BLOB NOT NULL
+);
+CREATE INDEX knowledge_embeddings_by_kb ON knowledge_embeddings (kb_id, id);
+CREATE INDEX knowledge_embeddings_by_document ON knowledge_embeddings (document_id);
+
+CREATE TABLE knowledge_agent_usage (
+    agent_id       TEXT NOT NULL REFERENCES knowledge_agents(id) ON DELETE CASCADE,
+    day            TEXT NOT NULL,        -- YYYY-MM-DD (UTC)
+    asks           INTEGER NOT NULL DEFAULT 0,
+    provider_calls INTEGER NOT NULL DEFAULT 0,
+    errors         INTEGER NOT NULL DEFAULT 0,
+    input_tokens   INTEGER NOT NULL DEFAULT 0,
+    output_tokens  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (agent_id, day)
+);
+)sql"},
     };
 }
 

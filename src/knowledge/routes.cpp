@@ -183,10 +183,52 @@ void register_routes(http::Router& router, KnowledgeService& service) {
                    json::object body = req.json();
                    core::reject_unknown_fields(body, {"query", "k"});
                    std::string query(core::required_string(body, "query"));
-                   auto hits = s->search({kb.id}, query, k_of(body, 5));
+                   std::vector<std::string> kb_ids{kb.id};
+                   std::size_t k = k_of(body, 5);
+                   auto hits = co_await s->search_hybrid(std::move(kb_ids), std::move(query), k);
                    json::array results;
                    for (const auto& h : hits) results.push_back(hit_json(h));
                    co_return Response::json(json::object{{"results", std::move(results)}});
+               });
+
+    // --- sync sources (seed "KB Plugin") ------------------------------------------------------------------------
+    const std::string sources = bases + "/{kb}/sources";
+    router.add(Method::kPost, sources, need(Action::kEdit), [s](Request& req) -> asio::awaitable<Response> {
+        Source src = co_await s->create_source(req.param("kb"), req.json());
+        co_return Response::json(s->source_json(src), 201);
+    });
+    router.add(Method::kGet, sources, need(Action::kView), [s](Request& req) -> asio::awaitable<Response> {
+        json::array items;
+        for (const auto& src : s->list_sources(req.param("kb"))) items.push_back(s->source_json(src));
+        co_return Response::json(http::page(std::move(items), std::nullopt));
+    });
+    router.add(Method::kGet, sources + "/{source}", need(Action::kView), [s](Request& req) -> asio::awaitable<Response> {
+        co_return Response::json(s->source_json(s->get_source(req.param("kb"), req.param("source"))));
+    });
+    router.add(Method::kPatch, sources + "/{source}", need(Action::kEdit),
+               [s](Request& req) -> asio::awaitable<Response> {
+                   Source src = co_await s->update_source(req.param("kb"), req.param("source"), req.json());
+                   co_return Response::json(s->source_json(src));
+               });
+    router.add(Method::kDelete, sources + "/{source}", need(Action::kDelete),
+               [s](Request& req) -> asio::awaitable<Response> {
+                   co_await s->delete_source(req.param("kb"), req.param("source"));
+                   co_return Response::no_content();
+               });
+    router.add(Method::kPost, sources + "/{source}/activate", need(Action::kEdit),
+               [s](Request& req) -> asio::awaitable<Response> {
+                   Source src = co_await s->set_source_active(req.param("kb"), req.param("source"), true);
+                   co_return Response::json(s->source_json(src));
+               });
+    router.add(Method::kPost, sources + "/{source}/deactivate", need(Action::kEdit),
+               [s](Request& req) -> asio::awaitable<Response> {
+                   Source src = co_await s->set_source_active(req.param("kb"), req.param("source"), false);
+                   co_return Response::json(s->source_json(src));
+               });
+    router.add(Method::kPost, sources + "/{source}/sync", need(Action::kEdit),
+               [s](Request& req) -> asio::awaitable<Response> {
+                   Source src = co_await s->sync_now(req.param("kb"), req.param("source"));
+                   co_return Response::json(s->source_json(src), 202);
                });
 
     // --- agents ------------------------------------------------------------------------------------------------
@@ -210,6 +252,36 @@ void register_routes(http::Router& router, KnowledgeService& service) {
                [s](Request& req) -> asio::awaitable<Response> {
                    co_await s->delete_agent(req.param("name"));
                    co_return Response::no_content();
+               });
+    router.add(Method::kGet, agents + "/{name}/usage", need(Action::kView),
+               [s](Request& req) -> asio::awaitable<Response> {
+                   std::string from(http::query_text(req, "from", 10).value_or(""));
+                   std::string to(http::query_text(req, "to", 10).value_or(""));
+                   Agent agent = s->get_agent(req.param("name"));
+                   auto days = s->agent_usage(agent.id, from, to);
+                   json::array items;
+                   UsageDay total;
+                   for (const auto& d : days) {
+                       total.asks += d.asks;
+                       total.provider_calls += d.provider_calls;
+                       total.errors += d.errors;
+                       total.input_tokens += d.input_tokens;
+                       total.output_tokens += d.output_tokens;
+                       items.push_back(json::object{{"day", d.day},
+                                                    {"asks", d.asks},
+                                                    {"provider_calls", d.provider_calls},
+                                                    {"errors", d.errors},
+                                                    {"input_tokens", d.input_tokens},
+                                                    {"output_tokens", d.output_tokens}});
+                   }
+                   co_return Response::json(json::object{
+                       {"agent", agent.name},
+                       {"totals", json::object{{"asks", total.asks},
+                                               {"provider_calls", total.provider_calls},
+                                               {"errors", total.errors},
+                                               {"input_tokens", total.input_tokens},
+                                               {"output_tokens", total.output_tokens}}},
+                       {"days", std::move(items)}});
                });
     router.add(Method::kPost, agents + "/{name}/ask", need(Action::kView), [s](Request& req) -> asio::awaitable<Response> {
         json::object body = req.json();

@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <future>
+#include <thread>
 
 #include "core/metrics.h"
 #include "http/http.h"
@@ -196,6 +197,34 @@ TEST_F(RoutesTest, Access) {
     EXPECT_EQ(call(bhttp::verb::get, kBases + "/nope").result_int(), 404);
     EXPECT_EQ(call(bhttp::verb::post, "/api/v1/agents/nope/ask", R"({"input": "x"})").result_int(), 404);
     EXPECT_EQ(call(bhttp::verb::post, kBases + "/kb/search", R"({"query": "x", "k": 500})").result_int(), 400);
+}
+
+TEST_F(RoutesTest, AgentUsage) {
+    call(bhttp::verb::post, kBases, R"({"name": "faq"})");
+    upload_file(kBases + "/faq/documents", "d.md", "# Delivery\n\nCourier delivery costs 120 UAH.\n");
+    ASSERT_TRUE(service_->wait_idle(std::chrono::seconds(10)));
+    call(bhttp::verb::post, "/api/v1/agents", R"({"name": "faq", "knowledge_bases": ["faq"]})");
+    ASSERT_EQ(call(bhttp::verb::post, "/api/v1/agents/faq/ask", R"({"input": "courier delivery price"})").result_int(), 200);
+    boost::json::value usage;
+    for (int i = 0; i < 200; ++i) {  // the built-in answerer's count is written in the background
+        auto r = call(bhttp::verb::get, "/api/v1/agents/faq/usage", "", "operator");
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        usage = json_of(r);
+        if (usage.at("totals").at("asks") == 1) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(usage.at("agent"), "faq");
+    EXPECT_EQ(usage.at("totals").at("asks"), 1);
+    EXPECT_EQ(usage.at("totals").at("provider_calls"), 0);
+    EXPECT_EQ(usage.at("totals").at("input_tokens"), 0);
+    ASSERT_EQ(usage.at("days").as_array().size(), 1u);
+    EXPECT_EQ(usage.at("days").as_array()[0].at("day"), "2023-11-14");
+    auto range = json_of(call(bhttp::verb::get, "/api/v1/agents/faq/usage?from=2023-11-15&to=2023-11-20"));
+    EXPECT_EQ(range.at("days").as_array().size(), 0u);
+    EXPECT_EQ(call(bhttp::verb::get, "/api/v1/agents/faq/usage?from=yesterday").result_int(), 400);
+    EXPECT_EQ(call(bhttp::verb::get, "/api/v1/agents/faq/usage?from=2023-11-1500").result_int(), 400);
+    EXPECT_EQ(call(bhttp::verb::get, "/api/v1/agents/nope/usage").result_int(), 404);
+    EXPECT_EQ(call(bhttp::verb::get, "/api/v1/agents/faq/usage", "", "nobody").result_int(), 403);
 }
 
 }  // namespace

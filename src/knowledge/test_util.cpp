@@ -9,15 +9,19 @@
 
 namespace parley::knowledge::testing {
 
-KnowledgeTest::KnowledgeTest() : guard_(boost::asio::make_work_guard(io_)) {
+KnowledgeTest::KnowledgeTest(KnowledgeOptions knowledge_options, bool with_sync_root)
+    : guard_(boost::asio::make_work_guard(io_)) {
     dir_ = std::filesystem::temp_directory_path() / ("parley-knowledge-" + core::random_hex(8));
     std::filesystem::create_directories(dir_);
+    sync_root_ = dir_ / "sync";
+    std::filesystem::create_directories(sync_root_);
+    if (with_sync_root) knowledge_options.sync_root = sync_root_.string();
     store::StoreOptions options;
     options.path = (dir_ / "parley.db").string();
     options.durable = false;
     options.readers = 4;
     store_ = store::Store::open_sqlite(options, migrations());
-    service_ = std::make_unique<KnowledgeService>(*store_, clock_);
+    service_ = std::make_unique<KnowledgeService>(*store_, clock_, knowledge_options);
     thread_ = std::thread([this] { io_.run(); });
 }
 

@@ -22,7 +22,8 @@ namespace parley::knowledge::testing {
 /// Thread-safety: the test's thread drives it; service coroutines run on the fixture's io thread.
 class KnowledgeTest : public ::testing::Test {
 protected:
-    KnowledgeTest();
+    /// `with_sync_root`: options.sync_root becomes `<temp dir>/sync` (created).
+    explicit KnowledgeTest(KnowledgeOptions options = {}, bool with_sync_root = false);
     ~KnowledgeTest() override;
 
     template <typename T>
@@ -46,6 +47,7 @@ protected:
     void restart(KnowledgeOptions options = {});
 
     std::filesystem::path dir_;
+    std::filesystem::path sync_root_;  ///< `<temp dir>/sync`
     core::FakeClock clock_;
     std::unique_ptr<store::Store> store_;
     std::unique_ptr<KnowledgeService> service_;

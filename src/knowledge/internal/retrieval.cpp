@@ -160,7 +160,16 @@ void insert_chunks(store::Tx& tx, const std::string& kb_id, const std::string& d
     }
 }
 
+std::vector<std::int64_t> embedding_ids(store::Tx& tx, const std::string& document_id) {
+    std::vector<std::int64_t> out;
+    for (const auto& row : tx.query("SELECT id FROM knowledge_embeddings WHERE document_id = ?", {document_id})) {
+        out.push_back(row.integer(0));
+    }
+    return out;
+}
+
 std::int64_t delete_chunks(store::Tx& tx, const std::string& document_id) {
+    tx.exec("DELETE FROM knowledge_embeddings WHERE document_id = ?", {document_id});
     tx.exec("INSERT INTO knowledge_fts_words (knowledge_fts_words, rowid, kb_id, head_words, words) "
             "SELECT 'delete', id, kb_id, head_words, words FROM knowledge_chunks WHERE document_id = ?",
             {document_id});

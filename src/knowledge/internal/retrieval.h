@@ -50,8 +50,10 @@ std::vector<IndexedChunk> analyze_chunks(std::vector<Chunk> chunks);
 /// Inserts the chunks of one document (seq from 0) into the table and both indexes.
 void insert_chunks(store::Tx& tx, const std::string& kb_id, const std::string& document_id,
                    const std::vector<IndexedChunk>& chunks);
-/// Removes a document's chunks from the indexes and the table; returns how many.
+/// Removes a document's chunks (and their embeddings) from the indexes and the tables; returns how many.
 std::int64_t delete_chunks(store::Tx& tx, const std::string& document_id);
+/// The ids of a document's stored embeddings (to take them out of the vector index after a delete).
+std::vector<std::int64_t> embedding_ids(store::Tx& tx, const std::string& document_id);
 
 /// Document frequencies of terms (per index), remembered between searches: counting a common term's
 /// postings costs up to a few milliseconds on a large base. Cleared whenever the indexes change.
