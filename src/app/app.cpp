@@ -197,6 +197,15 @@ struct App::Impl {
         // Folder sources may only name directories under this one (docs/configuration.md).
         knowledge_options.sync_root = (fs::path(config.data_dir) / "knowledge-sync").string();
         knowledge_service = std::make_unique<knowledge::KnowledgeService>(*db, clock, knowledge_options);
+        // The operator copilot's knowledge snippets: the best passages of every base for the client's last words.
+        operator_service->set_snippet_source([this](std::string_view text) {
+            json::array out;
+            for (const auto& hit : knowledge_service->snippets_for_dialog(text, 3)) {
+                out.push_back(json::object{{"document", hit.document_name}, {"document_id", hit.document_id},
+                                           {"heading", hit.heading}, {"text", hit.text}, {"score", hit.score}});
+            }
+            return out;
+        });
         knowledge::register_actions(registry, *knowledge_service);
         channels::ChannelOptions channel_options;
         channel_options.public_base_url = config.base_url();

@@ -1292,7 +1292,9 @@ json::object OperatorService::copilot(const core::Principal& who, std::string_vi
     std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
     json::array suggestions;
     for (std::size_t i = 0; i < ranked.size() && i < 5; ++i) suggestions.push_back(std::move(ranked[i].second));
-    return json::object{{"dialog_id", dialog_id}, {"suggestions", std::move(suggestions)}, {"snippets", json::array{}}};
+    json::array snippets;
+    if (snippet_source_ && !recent.empty()) snippets = snippet_source_(recent);
+    return json::object{{"dialog_id", dialog_id}, {"suggestions", std::move(suggestions)}, {"snippets", std::move(snippets)}};
 }
 
 void OperatorService::connect(actions::ActionCall call, actions::ActionDone done) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <functional>
 #include <vector>
 
 #include "actions/actions.h"
@@ -223,8 +224,14 @@ public:
     boost::asio::awaitable<void> delete_quick_reply(const core::Principal& who, std::string id);
 
     /// Copilot for a dialog: quick replies ranked by the words they share with the client's last messages,
-    /// rendered for this client. (Fastline Pro adds knowledge snippets when an agent is configured.)
+    /// rendered for this client, and knowledge snippets for those messages from the snippet source (Fastline Pro).
     json::object copilot(const core::Principal& who, std::string_view dialog_id) const;
+
+    /// Knowledge snippets for a dialog's recent client text: a JSON array of
+    /// {"document", "heading", "text", "score"}. Set once at start-up (before the server answers); without it the
+    /// copilot's `snippets` are empty. Called on the HTTP worker: it must be bounded and must not block on I/O.
+    using SnippetSource = std::function<json::array(std::string_view text)>;
+    void set_snippet_source(SnippetSource source) { snippet_source_ = std::move(source); }
 
     /// The scenario action: see make_connect_action.
     void connect(actions::ActionCall call, actions::ActionDone done);
@@ -249,6 +256,7 @@ private:
     bots::TriggerService& triggers_;
     events::EventHub* hub_;
     const auth::InstanceSettings* settings_;
+    SnippetSource snippet_source_;
 };
 
 /// `operator_panel__connect_to_operator_with_msg` (events connected, queued, limit, error): params

@@ -1,5 +1,7 @@
 // The operator panel through the real binary: the full loop bot → operator → bot over the preview channel,
 // automatic assignment and capacity, the queue served in order, and who may see and answer which dialog.
+#include <chrono>
+#include <thread>
 #include <gtest/gtest.h>
 
 #include "harness.h"
@@ -160,6 +162,28 @@ TEST_F(OperatorPanel, QuickRepliesAndCopilot) {
     auto suggestions = copilot.json().at("suggestions").as_array();
     ASSERT_EQ(suggestions.size(), 1u) << copilot.body;
     EXPECT_EQ(suggestions[0].at("rendered"), "Dear Olena, your invoice is being corrected.");
+    EXPECT_TRUE(copilot.json().at("snippets").as_array().empty()) << copilot.body;  // no knowledge base yet
+
+    // With a knowledge base, the copilot adds the passages that answer the client's words (Fastline Pro).
+    ASSERT_EQ(admin_->post("/api/v1/knowledge-bases", {{"name", "billing"}}).status, 201);
+    auto upload = admin_->request("POST", "/api/v1/knowledge-bases/billing/documents?name=invoices.md",
+                                  "# Invoices\n\nA wrong invoice is corrected within two working days after you "
+                                  "write to support.\n",
+                                  {{"Content-Type", "text/markdown"}});
+    ASSERT_EQ(upload.status / 100, 2) << upload.body;
+    bool ready = false;
+    for (int i = 0; i < 200 && !ready; ++i) {
+        auto docs = admin_->get("/api/v1/knowledge-bases/billing/documents").json().at("items").as_array();
+        ready = !docs.empty() && docs[0].at("status") == "ready";
+        if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ASSERT_TRUE(ready);
+    copilot = op->get("/api/v1/operator/dialogs/" + sid + "/copilot");
+    ASSERT_EQ(copilot.status, 200) << copilot.body;
+    auto snippets = copilot.json().at("snippets").as_array();
+    ASSERT_FALSE(snippets.empty()) << copilot.body;
+    EXPECT_EQ(snippets[0].at("document"), "invoices.md");
+    EXPECT_NE(std::string(snippets[0].at("text").as_string()).find("two working days"), std::string::npos);
     std::string id(shared.json().at("id").as_string());
     EXPECT_EQ(op->del("/api/v1/operator/quick-replies/" + id).status, 403);
     EXPECT_EQ(admin_->del("/api/v1/operator/quick-replies/" + id).status, 204);
