@@ -248,7 +248,7 @@ asio::awaitable<void> DialogService::persist(Turn& turn, bool final_step) {
         }
     };
     co_await store::co_write(bots_.store(), std::move(write));
-    if (hub_ && hub_->subscribers() > 0 && !batch.empty()) {
+    if (hub_ && hub_->observed() && !batch.empty()) {
         json::object body{{"dialog_id", turn.dialog.id}, {"bot_id", turn.dialog.bot_id}, {"last_n", turn.last_n},
                           {"status", status}};
         // Operators see the client's messages of dialogs handed to them; the builder sees every bot dialog.

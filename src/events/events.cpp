@@ -11,9 +11,11 @@ namespace parley::events {
 namespace json = boost::json;
 
 bool Audience::admits(const core::Principal& principal) const {
-    if (!user_id.empty()) return principal.user_id == user_id;
-    if (module.empty()) return true;
-    return principal.can(module, action);
+    for (const auto& id : user_ids) {
+        if (principal.user_id == id) return true;
+    }
+    if (!module.empty()) return principal.can(module, action);
+    return user_ids.empty();
 }
 
 EventHub::EventHub(std::size_t replay_capacity, core::Metrics* metrics) : capacity_(replay_capacity) {
@@ -25,7 +27,7 @@ EventHub::EventHub(std::size_t replay_capacity, core::Metrics* metrics) : capaci
 
 std::uint64_t EventHub::publish(const std::string& type, json::object body, Audience audience) {
     std::vector<std::shared_ptr<http::WebSocketSession>> targets;
-    std::string text;
+    std::shared_ptr<const std::string> text;
     std::uint64_t id = 0;
     {
         std::lock_guard lock(mutex_);
@@ -34,7 +36,7 @@ std::uint64_t EventHub::publish(const std::string& type, json::object body, Audi
         event["id"] = id;
         event["type"] = type;
         for (auto& kv : body) event[kv.key()] = std::move(kv.value());
-        text = json::serialize(event);
+        text = std::make_shared<const std::string>(json::serialize(event));
         for (auto it = subscribers_.begin(); it != subscribers_.end();) {
             auto session = it->second.session.lock();
             if (!session) {
@@ -47,8 +49,20 @@ std::uint64_t EventHub::publish(const std::string& type, json::object body, Audi
         ring_.push_back({id, std::move(audience), text});
         if (ring_.size() > capacity_) ring_.pop_front();
     }
-    for (auto& session : targets) session->send(text);
+    if (!targets.empty()) http::broadcast(targets, text);
+    for (const auto& listener : listeners_) {
+        try {
+            listener(id, type, *text);
+        } catch (...) {
+            // A listener's failure must not fail the publisher (README: listeners must not throw).
+        }
+    }
     return id;
+}
+
+void EventHub::add_listener(Listener listener) {
+    std::lock_guard lock(mutex_);
+    listeners_.push_back(std::move(listener));
 }
 
 void EventHub::attach(const std::shared_ptr<http::WebSocketSession>& session,
@@ -62,7 +76,7 @@ void EventHub::attach(const std::shared_ptr<http::WebSocketSession>& session,
         if (after) {
             if (!ring_.empty() && *after + 1 < ring_.front().id) resync = true;
             for (const auto& stored : ring_) {
-                if (stored.id > *after && stored.audience.admits(*principal)) replay.push_back(stored.text);
+                if (stored.id > *after && stored.audience.admits(*principal)) replay.push_back(*stored.text);
             }
         }
         subscribers_[session.get()] = Subscriber{session, principal};
@@ -88,6 +102,11 @@ void EventHub::attach(const std::shared_ptr<http::WebSocketSession>& session,
 std::size_t EventHub::subscribers() const {
     std::lock_guard lock(mutex_);
     return subscribers_.size();
+}
+
+bool EventHub::observed() const {
+    std::lock_guard lock(mutex_);
+    return !subscribers_.empty() || !listeners_.empty();
 }
 
 std::uint64_t EventHub::last_id() const {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "core/principal.h"
 
@@ -25,15 +26,20 @@ class WebSocketSession;
 
 namespace parley::events {
 
-/// Who may receive an event.
+/// Who may receive an event: the listed users, and everyone holding module.action; with neither, everyone. A user
+/// who qualifies both ways receives the event once (one event id for one happening).
 struct Audience {
-    std::string user_id;                       ///< one user; empty: decided by module/action
-    std::string module;                        ///< users with module.action; empty with empty user_id: everyone
+    std::vector<std::string> user_ids;         ///< these users (besides those with module.action)
+    std::string module;                        ///< users with module.action
     core::Action action = core::Action::kView;
 
-    static Audience user(std::string id) { return {std::move(id), {}, core::Action::kView}; }
+    static Audience user(std::string id) { return {{std::move(id)}, {}, core::Action::kView}; }
     static Audience permission(std::string module, core::Action action) { return {{}, std::move(module), action}; }
     static Audience everyone() { return {}; }
+    /// These users, and also everyone with module.action (a dialog's operator and the supervisors).
+    static Audience users_or(std::vector<std::string> ids, std::string module, core::Action action) {
+        return {std::move(ids), std::move(module), action};
+    }
     bool admits(const core::Principal& principal) const;
 };
 
@@ -53,6 +59,16 @@ public:
 
     std::size_t subscribers() const;
     std::uint64_t last_id() const;
+    /// Whether anyone would receive an event now (a socket or a listener): publishers may skip building
+    /// events nobody receives.
+    bool observed() const;
+
+    /// An in-process observer of every published event (webhooks, SLA bookkeeping): called on the publishing
+    /// thread after the event is stored, outside the hub's lock, with the event's id, type and full JSON text
+    /// (`{"id", "type", ...body}`). It must be quick and must not throw (exceptions are swallowed). Add
+    /// listeners at start-up, before the server answers; they live as long as the hub.
+    using Listener = std::function<void(std::uint64_t id, const std::string& type, const std::string& text)>;
+    void add_listener(Listener listener);
 
 private:
     struct Subscriber {
@@ -62,12 +78,13 @@ private:
     struct Stored {
         std::uint64_t id;
         Audience audience;
-        std::string text;
+        std::shared_ptr<const std::string> text;
     };
 
     mutable std::mutex mutex_;
     std::unordered_map<http::WebSocketSession*, Subscriber> subscribers_;
     std::deque<Stored> ring_;
+    std::vector<Listener> listeners_;
     std::size_t capacity_;
     std::uint64_t next_id_ = 1;
 };

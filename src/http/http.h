@@ -89,6 +89,8 @@ class WebSocketSession {
 public:
     virtual ~WebSocketSession() = default;
     virtual void send(std::string text) = 0;
+    /// send() of a text shared with other sockets (broadcast); by default a copy goes to send().
+    virtual void send_shared(std::shared_ptr<const std::string> text) { send(*text); }
     virtual void close() = 0;
     /// Frames queued but not yet written (a slow consumer is closed past a limit).
     virtual std::size_t pending() const = 0;
@@ -96,6 +98,11 @@ public:
     std::function<void(std::string_view text)> on_message;
     std::function<void()> on_close;
 };
+
+/// Sends one text to many sockets (live-event fan-out): the text is shared, never copied per socket, and sockets
+/// that run on the same io_context get one posted handler between them instead of one each. Thread-safe.
+void broadcast(const std::vector<std::shared_ptr<WebSocketSession>>& sessions,
+               std::shared_ptr<const std::string> text);
 
 /// Called once a WebSocket upgrade on a route has succeeded and access was checked.
 using WebSocketHandler = std::function<void(std::shared_ptr<WebSocketSession>, const Request&)>;

@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "core/error.h"
@@ -168,12 +169,18 @@ protected:
             co_await timer.async_wait(asio::use_awaitable);  // cancelled when the shutdown grace runs out
             co_return Response::no_content();
         });
-        router_.websocket("/ws", Access::signed_in(), [](std::shared_ptr<WebSocketSession> session, const Request&) {
+        router_.websocket("/ws", Access::signed_in(), [this](std::shared_ptr<WebSocketSession> session, const Request&) {
             std::weak_ptr<WebSocketSession> weak = session;
-            session->on_message = [weak](std::string_view text) {
+            session->on_message = [this, weak](std::string_view text) {
                 auto self = weak.lock();
                 if (!self) return;
-                if (text == "close") {
+                if (text == "join") {  // joins the broadcast list (BroadcastReachesEverySocketOnce)
+                    {
+                        std::lock_guard lock(joined_mutex_);
+                        joined_.push_back(self);
+                    }
+                    self->send("joined");
+                } else if (text == "close") {
                     self->close();
                 } else if (text == "from-thread") {
                     std::thread([self] { self->send("hello from another thread"); }).detach();
@@ -184,6 +191,50 @@ protected:
         });
     }
 
+    /// Sends two broadcasts to `count` joined sockets; each socket receives both, once each, in order.
+    void expect_broadcast_reaches_every_socket_once(int count) {
+        asio::io_context io;
+        std::vector<std::unique_ptr<websocket::stream<tcp::socket>>> sockets;
+        beast::flat_buffer buffer;
+        for (int i = 0; i < count; ++i) {
+            auto ws = std::make_unique<websocket::stream<tcp::socket>>(io);
+            ws->next_layer().connect({asio::ip::make_address("127.0.0.1"), port_});
+            set_receive_timeout(ws->next_layer(), 5s);
+            ws->handshake("127.0.0.1", "/ws?token=admin");
+            ws->write(asio::buffer(std::string_view("join")));
+            ws->read(buffer);
+            ASSERT_EQ(beast::buffers_to_string(buffer.data()), "joined");
+            buffer.clear();
+            sockets.push_back(std::move(ws));
+        }
+        std::vector<std::shared_ptr<WebSocketSession>> targets;
+        {
+            std::lock_guard lock(joined_mutex_);
+            targets = joined_;
+        }
+        ASSERT_EQ(targets.size(), static_cast<std::size_t>(count));
+        broadcast(targets, std::make_shared<const std::string>("first"));
+        broadcast(targets, std::make_shared<const std::string>("second"));
+        for (auto& ws : sockets) {
+            ws->read(buffer);
+            EXPECT_EQ(beast::buffers_to_string(buffer.data()), "first");
+            buffer.clear();
+            ws->read(buffer);
+            EXPECT_EQ(beast::buffers_to_string(buffer.data()), "second");
+            buffer.clear();
+            ws->write(asio::buffer(std::string_view("ping")));  // nothing else was queued before the echo
+            ws->read(buffer);
+            EXPECT_EQ(beast::buffers_to_string(buffer.data()), "echo:ping");
+            buffer.clear();
+        }
+        for (auto& ws : sockets) ws->close(websocket::close_code::normal);
+        for (const auto& target : targets) EXPECT_EQ(target->pending(), 0u);
+        std::lock_guard lock(joined_mutex_);
+        joined_.clear();  // sockets must not outlive the io_contexts declared below
+    }
+
+    std::mutex joined_mutex_;
+    std::vector<std::shared_ptr<WebSocketSession>> joined_;
     asio::io_context io_;
     asio::io_context second_{1};
     core::Config config_;
@@ -390,6 +441,8 @@ TEST_F(ServerTest, WebSocketEchoSendFromAnotherThreadAndServerClose) {
     EXPECT_EQ(server_->open_websockets(), 0u);
 }
 
+TEST_F(ServerTest, BroadcastReachesEverySocketOnce) { expect_broadcast_reaches_every_socket_once(5); }
+
 TEST_F(ServerTest, WebSocketNeedsAToken) {
     asio::io_context io;
     websocket::stream<tcp::socket> ws(io);
@@ -509,6 +562,9 @@ TEST_F(PinnedServerTest, WebSocketSendFromAnotherThread) {
         ws.close(websocket::close_code::normal);
     }
 }
+
+// One posted handler per io_context carries the broadcast to the sockets of that thread.
+TEST_F(PinnedServerTest, BroadcastReachesEverySocketOnce) { expect_broadcast_reaches_every_socket_once(7); }
 
 TEST_F(PinnedServerTest, GracefulStopFinishesInFlightRequests) {
     std::future<unsigned> slow = std::async(std::launch::async, [this] {

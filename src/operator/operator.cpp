@@ -257,9 +257,8 @@ void OperatorService::publish_dialog_event(const std::string& type, json::object
         publish(type, std::move(body));
         return;
     }
-    hub_->publish(type, body, events::Audience::user(operator_id));
     hub_->publish(type, std::move(body),
-                  events::Audience::permission(std::string(auth::kModuleOperator), core::Action::kDelete));
+                  events::Audience::users_or({operator_id}, std::string(auth::kModuleOperator), core::Action::kDelete));
 }
 
 bool OperatorService::auto_connect_enabled() const {

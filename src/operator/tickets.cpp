@@ -819,8 +819,7 @@ void publish_to(events::EventHub* hub, const StaffDirectory& staff, const std::s
         }
     }
     // Supervisors see every ticket; other users only the tickets they are allowed to see.
-    hub->publish(type, body, events::Audience::permission(module, core::Action::kDelete));
-    for (const auto& u : users) hub->publish(type, body, events::Audience::user(u));
+    hub->publish(type, body, events::Audience::users_or({users.begin(), users.end()}, module, core::Action::kDelete));
 }
 
 }  // namespace

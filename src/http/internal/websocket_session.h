@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/message.hpp>
@@ -38,6 +39,15 @@ public:
     boost::asio::awaitable<void> run();
 
     void send(std::string text) override;
+    /// send() of a text shared with other sockets. Any thread.
+    void send_shared(std::shared_ptr<const std::string> text) override;
+    /// Counts a frame broadcast is about to post (enqueue uncounts it when the socket is closing).
+    void count_pending() { pending_.fetch_add(1, std::memory_order_relaxed); }
+    /// Queues a frame; must run on the socket's executor (broadcast posts it there).
+    void enqueue(std::shared_ptr<const std::string> text);
+    /// The io_context this socket runs on when it runs on one directly (not through a strand), else null:
+    /// broadcast batches per io_context only in that case.
+    boost::asio::io_context* direct_context();
     void close() override;
     std::size_t pending() const override { return pending_.load(std::memory_order_relaxed); }
 
@@ -47,16 +57,16 @@ public:
     void abort();
 
 private:
-    void enqueue(std::string text);
     void begin_close(boost::beast::websocket::close_code code);
     void start_writer();
-    boost::asio::awaitable<void> write_loop();
+    void write_next();
+    void on_written(boost::system::error_code ec);
     void drop_queue();
 
     Stream ws_;
     WebSocketLimits limits_;
     boost::beast::flat_buffer read_buffer_;
-    std::deque<std::string> queue_;  // strand only
+    std::deque<std::shared_ptr<const std::string>> queue_;  // strand only
     std::size_t queued_bytes_ = 0;   // strand only
     std::atomic<std::size_t> pending_{0};
     bool writing_ = false;   // strand only: a write loop is running
