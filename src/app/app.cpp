@@ -36,6 +36,7 @@
 #include "outbound/send_request.h"
 #include "operator/operator.h"
 #include "operator/tickets.h"
+#include "webhooks/webhooks.h"
 #include "widget/widget.h"
 #include "auth/secret_key.h"
 #include "auth/settings.h"
@@ -69,6 +70,7 @@ std::vector<store::Migration> all_migrations() {
     for (auto& m : bots::migrations()) out.push_back(m);
     for (auto& m : operators::migrations()) out.push_back(m);
     for (auto& m : operators::ticket_migrations()) out.push_back(m);
+    for (auto& m : webhooks::migrations()) out.push_back(m);
     for (auto& m : widget::migrations()) out.push_back(m);
     return out;
 }
@@ -211,6 +213,11 @@ struct App::Impl {
         channel_options.public_base_url = config.base_url();
         channel_service = std::make_unique<channels::ChannelService>(*db, clock, *bot_service, *dialogs,
                                                                      *outbound_client, secret_key, channel_options);
+        // Operator-panel webhooks: every published event is offered to the webhook service, which queues the
+        // dialog events its subscriptions ask for and delivers them signed, with retries.
+        webhook_service = std::make_unique<webhooks::WebhookService>(*db, clock, *outbound_client, secret_key);
+        hub->add_listener([w = webhook_service.get()](std::uint64_t id, const std::string& type,
+                                                      const std::string& text) { w->on_event(id, type, text); });
         widget_directory = std::make_unique<widget::RegistryDirectory<channels::ChannelService>>(*channel_service);
         widget::WidgetOptions widget_options;
         // File links posted into dialogs: the configured public URL, else the Host the visitor used.
@@ -237,6 +244,7 @@ struct App::Impl {
         channels::register_routes(router, *channel_service);
         widget::register_routes(router, *widget_service);
         knowledge::register_routes(router, *knowledge_service);
+        webhooks::register_routes(router, *webhook_service);
     }
 
     /// `--demo`: the demo bot, created once (an existing bot with its name is left as the user changed it).
@@ -343,6 +351,7 @@ struct App::Impl {
     std::unique_ptr<channels::ChannelService> channel_service;
     std::unique_ptr<widget::RegistryDirectory<channels::ChannelService>> widget_directory;
     std::unique_ptr<widget::WidgetService> widget_service;
+    std::unique_ptr<webhooks::WebhookService> webhook_service;
     http::Router router;
     asio::io_context io;  ///< background work, and the first thread's share of the connections
     std::vector<std::unique_ptr<asio::io_context>> workers;  ///< one per further thread, connections only
@@ -355,6 +364,7 @@ App::App(core::Config config) : impl_(std::make_unique<Impl>(std::move(config)))
 App::~App() {
     if (impl_->widget_service) impl_->widget_service->stop();
     if (impl_->channel_service) impl_->channel_service->stop();
+    if (impl_->webhook_service) impl_->webhook_service->stop();
     if (impl_->knowledge_service) impl_->knowledge_service->stop();
     if (impl_->outbound_client) impl_->outbound_client->shutdown();
     if (!impl_->threads.empty()) {
@@ -363,6 +373,7 @@ App::~App() {
         for (auto& t : impl_->threads) t.join();
     }
     impl_->server.reset();
+    if (impl_->custom_data) impl_->custom_data->stop_indexer();  // its thread writes through the store
     if (impl_->db) impl_->db->close();
 }
 
@@ -395,6 +406,7 @@ std::uint16_t App::start() {
     }
     d.channel_service->start(d.io.get_executor());
     d.widget_service->start(d.io.get_executor());
+    d.webhook_service->start(d.io.get_executor());
     asio::co_spawn(d.io, d.maintenance(), asio::detached);
     asio::co_spawn(d.io, d.scheduler(), asio::detached);
     d.threads.emplace_back([&d] { d.io.run(); });
@@ -424,14 +436,17 @@ void App::wait_for_signal() {
     drained.get_future().wait();
     d.widget_service->stop();
     d.channel_service->stop();
-    d.outbound_client->shutdown();  // cancels an in-flight getUpdates
+    d.webhook_service->stop();
+    d.outbound_client->shutdown();  // cancels an in-flight getUpdates and webhook sends (their leases lapse)
     d.channel_service->wait_stopped();
     d.widget_service->wait_stopped();
+    d.webhook_service->wait_stopped();
     d.knowledge_service->stop();
     d.io.stop();
     for (auto& w : d.workers) w->stop();
     for (auto& t : d.threads) t.join();
     d.threads.clear();
+    d.custom_data->stop_indexer();
     d.db->close();
     core::log_event(spdlog::level::info, "shutdown_complete");
     spdlog::default_logger()->flush();
