@@ -6,13 +6,18 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json.hpp>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "core/principal.h"
@@ -52,6 +57,15 @@ inline constexpr std::size_t kMaxSearchTerms = 16;
 inline constexpr std::size_t kMaxImportErrors = 1000;      ///< errors listed per import (more are counted)
 inline constexpr std::size_t kMaxExportBytes = 256u << 20;  ///< one HTTP export answer (in-process: no limit)
 inline constexpr std::size_t kMaxActionLimit = 50;         ///< custom_modules__search `limit`
+/// Background full-text indexing: records per indexer transaction (≈ 7 µs each: one batch holds the single
+/// writer for ≈ 35 ms, so other writes wait at most that long behind it).
+inline constexpr std::size_t kIndexBatchRows = 5000;
+/// An import that leaves at most this many records pending indexes them inline before it commits (≈ 70 ms at
+/// most), so small imports — the UI's and the API's usual case — are searchable the moment they answer; larger
+/// ones leave the indexing to the background indexer.
+inline constexpr std::size_t kImportInlineIndexRows = 10000;
+/// The indexer also looks for pending records this often when nobody woke it (e.g. after a restart).
+inline constexpr std::chrono::milliseconds kIndexerPoll{2000};
 
 enum class FieldType { kText, kNumber, kBoolean, kDate, kDatetime, kJson, kSelect, kReference };
 std::string_view field_type_name(FieldType type);
@@ -161,18 +175,28 @@ struct ImportResult {
     std::vector<ImportError> errors;  ///< at most kMaxImportErrors
     std::size_t error_count = 0;      ///< every error found (errors lists the first kMaxImportErrors)
     bool rolled_back = false;  ///< all-or-nothing and errors: nothing was written
+    /// Records of the model not yet in the full-text index when the import committed (the background indexer
+    /// adds them shortly; filters see them at once, `q` once indexed).
+    std::size_t index_pending = 0;
 
     json::object to_json() const;
 };
 
 struct CustomDataOptions {
     unsigned bulk_threads = 1;  ///< threads for exports (long reads never occupy HTTP worker threads)
+    /// Run the background full-text indexer thread. false: nothing indexes pending records until
+    /// index_search_batch/drain_search_index is called (tests simulating a stopped indexer).
+    bool background_indexing = true;
+    std::size_t index_batch_rows = kIndexBatchRows;
+    std::size_t import_inline_index_rows = kImportInlineIndexRows;  ///< 0: every import indexes in the background
 };
 
 /// The Custom Data service. Thread-safety: every method may be called from any thread. Reads run on the
 /// caller's thread through store.read (short: one model row and one page of records); writes run on the
 /// store's writer thread (coroutine methods resume on the caller's executor once durable); exports from HTTP
-/// run on the service's own bulk thread pool. Owns nothing but that pool; the store and clock outlive it.
+/// run on the service's own bulk thread pool; full-text indexing of imported records runs on the service's
+/// indexer thread (batches through write_sync). Owns that pool and that thread (both joined by the destructor);
+/// the store and clock outlive it.
 class CustomDataService {
 public:
     CustomDataService(store::Store& store, core::Clock& clock, CustomDataOptions options = {});
@@ -226,13 +250,42 @@ public:
     /// export_csv on the bulk pool, collected into one string of at most kMaxExportBytes (TooLarge beyond).
     boost::asio::awaitable<std::string> export_csv_text(std::string model, RecordQuery query, bool bom);
 
+    // --- background full-text indexing -------------------------------------------------------------------
+    /// Records of `model` not yet in its full-text index (imported moments ago): `q` finds them once this is 0;
+    /// filters and reads see them at once. Also `index_pending` in the model JSON and the import report.
+    std::int64_t index_pending(std::string_view model);
+    /// Indexes one batch (at most `index_batch_rows`) of the next model with pending records, round robin, in
+    /// its own write transaction; blocks until durable (never call on an Asio worker). Returns the records
+    /// indexed; 0 when nothing is pending anywhere. Safe alongside the indexer thread (the watermark moves in
+    /// the same transaction as the index, on the single writer).
+    std::size_t index_search_batch();
+    /// index_search_batch until nothing is pending; returns the records indexed (tests, benchmarks).
+    std::size_t drain_search_index();
+    /// Waits until no model has pending records (the indexer thread drains them; without it this drains on the
+    /// calling thread). Polls every 5 ms; false when `timeout` passed first.
+    bool wait_search_indexed(std::chrono::milliseconds timeout);
+    /// Wakes the indexer thread (called after writes that may leave records pending).
+    void kick_indexer();
+    /// Stops and joins the indexer thread (a batch in flight commits first; pending records stay pending for
+    /// the next start). Idempotent; the destructor calls it. Call before closing the store.
+    void stop_indexer();
+
     store::Store& store() { return store_; }
     core::Clock& clock() { return clock_; }
 
 private:
+    void indexer_main();
+
     store::Store& store_;
     core::Clock& clock_;
+    CustomDataOptions options_;
     boost::asio::thread_pool bulk_;
+    std::mutex indexer_mutex_;
+    std::condition_variable indexer_cv_;
+    bool indexer_kicked_ = false;           ///< guarded by indexer_mutex_
+    std::string indexer_last_model_;        ///< round robin position; guarded by indexer_mutex_
+    std::atomic<bool> indexer_stop_{false};
+    std::thread indexer_;  ///< last member: started after the others exist
 };
 
 /// The module's schema (module name "customdata"); records tables are created at run time per model.

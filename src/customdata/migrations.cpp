@@ -21,6 +21,15 @@ CREATE TABLE cd_models (
     updated_at  INTEGER NOT NULL
 );
 )sql"},
+        // Background full-text indexing: every record with rid <= indexed_upto is in the model's FTS index (kept
+        // in step by the triggers), no record above it is; the indexer moves the watermark forward in batches.
+        {"customdata", 2, "search_state",
+         R"sql(
+CREATE TABLE cd_search_state (
+    model_id     TEXT PRIMARY KEY,
+    indexed_upto INTEGER NOT NULL DEFAULT 0
+);
+)sql"},
     };
 }
 

@@ -140,6 +140,9 @@ TEST_F(RoutesTest, ContractFlow) {
     ASSERT_EQ(imported.result_int(), 200) << imported.body();
     EXPECT_EQ(json_of(imported).at("imported"), 1);
     EXPECT_TRUE(json_of(imported).at("errors").as_array().empty());
+    EXPECT_EQ(json_of(imported).at("index_pending"), 0);  // a small import is indexed before it answers
+    EXPECT_EQ(json_of(call(bhttp::verb::get, kBase + "/complaints/records?q=csv")).at("items").as_array().size(), 1u);
+    EXPECT_TRUE(json_of(call(bhttp::verb::get, kBase + "/complaints")).at("index_pending").is_int64());
 
     auto failed = call(bhttp::verb::post, kBase + "/complaints/import", "text,kind\nok,delivery\nbad,nope\n", "admin",
                        "text/csv");

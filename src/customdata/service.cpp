@@ -4,7 +4,9 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <set>
+#include <thread>
 
 #include "core/clock.h"
 #include "core/error.h"
@@ -115,19 +117,120 @@ asio::awaitable<R> offload(asio::thread_pool& pool, F fn) {
 }  // namespace
 
 CustomDataService::CustomDataService(store::Store& store, core::Clock& clock, CustomDataOptions options)
-    : store_(store), clock_(clock), bulk_(std::max(1u, options.bulk_threads)) {
-    // Once per data dir (a no-op afterwards): full-text indexes of older models get the prefix index. Runs before
-    // the server answers, from the thread that constructs the service.
+    : store_(store), clock_(clock), options_(options), bulk_(std::max(1u, options.bulk_threads)) {
+    // Once per data dir (a no-op afterwards): models from before background indexing get their watermark, and
+    // full-text indexes of older models get the prefix index. Runs before the server answers, from the thread
+    // that constructs the service.
     std::size_t rebuilt = 0;
     store_.write_sync([&rebuilt](store::Tx& tx) { rebuilt = internal::upgrade_search_indexes(tx); });
     if (rebuilt > 0) {
         core::log_event(spdlog::level::info, "customdata_search_upgraded", fmt::format(R"("models":{})", rebuilt));
     }
+    // The indexer starts by looking for records left pending by the previous run (a crash or a stop mid-way).
+    if (options_.background_indexing) indexer_ = std::thread([this] { indexer_main(); });
 }
 
 CustomDataService::~CustomDataService() {
+    stop_indexer();
     bulk_.stop();
     bulk_.join();
+}
+
+// --- background full-text indexing -----------------------------------------------------------------------------
+
+void CustomDataService::stop_indexer() {
+    {
+        std::lock_guard lock(indexer_mutex_);
+        indexer_stop_ = true;
+    }
+    indexer_cv_.notify_all();
+    if (indexer_.joinable()) indexer_.join();
+}
+
+void CustomDataService::kick_indexer() {
+    {
+        std::lock_guard lock(indexer_mutex_);
+        indexer_kicked_ = true;
+    }
+    indexer_cv_.notify_one();
+}
+
+void CustomDataService::indexer_main() {
+    std::unique_lock lock(indexer_mutex_);
+    while (!indexer_stop_) {
+        indexer_kicked_ = false;
+        lock.unlock();
+        try {
+            while (!indexer_stop_ && index_search_batch() > 0) {
+            }
+        } catch (const std::exception& e) {
+            // The store refused a batch (disk full, …): nothing moved; retry after the poll interval.
+            core::log_event(spdlog::level::warn, "customdata_indexer_failed",
+                            fmt::format(R"("error":{})", core::json_quote(e.what())));
+        }
+        lock.lock();
+        indexer_cv_.wait_for(lock, kIndexerPoll, [this] { return indexer_stop_ || indexer_kicked_; });
+    }
+}
+
+std::int64_t CustomDataService::index_pending(std::string_view model_name) {
+    return store::read_value(store_, [&](store::Tx& tx) { return search_pending(tx, require_model(tx, model_name)); });
+}
+
+std::size_t CustomDataService::index_search_batch() {
+    // Which models have pending records (a read: the writer is not held while looking).
+    auto pending = store::read_value(store_, [](store::Tx& tx) {
+        std::vector<std::string> ids;
+        for (const auto& model : load_models(tx)) {
+            if (search_pending(tx, model) > 0) ids.push_back(model.id);
+        }
+        return ids;
+    });
+    if (pending.empty()) return 0;
+    std::sort(pending.begin(), pending.end());
+    {
+        // Round robin: start after the model indexed last, so one big import does not starve other models.
+        std::lock_guard lock(indexer_mutex_);
+        auto after = std::upper_bound(pending.begin(), pending.end(), indexer_last_model_);
+        std::rotate(pending.begin(), after, pending.end());
+    }
+    const auto batch = static_cast<std::int64_t>(std::max<std::size_t>(1, options_.index_batch_rows));
+    for (const auto& id : pending) {
+        std::int64_t indexed = 0;
+        store_.write_sync([&indexed, &id, batch](store::Tx& tx) { indexed = internal::index_search_batch(tx, id, batch); });
+        {
+            std::lock_guard lock(indexer_mutex_);
+            indexer_last_model_ = id;
+        }
+        if (indexed > 0) return static_cast<std::size_t>(indexed);
+    }
+    return 0;
+}
+
+std::size_t CustomDataService::drain_search_index() {
+    std::size_t total = 0;
+    while (std::size_t n = index_search_batch()) total += n;
+    return total;
+}
+
+bool CustomDataService::wait_search_indexed(std::chrono::milliseconds timeout) {
+    if (!options_.background_indexing) {
+        drain_search_index();
+        return true;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        bool pending = store::read_value(store_, [](store::Tx& tx) {
+            for (const auto& model : load_models(tx)) {
+                if (search_pending(tx, model) > 0) return true;
+            }
+            return false;
+        });
+        if (!pending) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        kick_indexer();
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
 }
 
 // --- models ----------------------------------------------------------------------------------------------------
@@ -197,9 +300,16 @@ std::optional<Model> CustomDataService::find_model(std::string_view name) {
 json::object CustomDataService::model_json(const Model& model) {
     bool has_reference = false;
     for (const auto& f : model.fields) has_reference |= f.type == FieldType::kReference;
-    if (!has_reference) return model_to_json(model);
-    auto names = store::read_value(store_, [](store::Tx& tx) { return model_names(tx); });
-    return model_to_json(model, names);
+    std::map<std::string, std::string> names;
+    std::int64_t pending = 0;
+    store_.read([&](store::Tx& tx) {
+        if (has_reference) names = model_names(tx);
+        // A model deleted meanwhile (a DELETE racing this answer) simply shows nothing pending.
+        if (tx.query_one("SELECT 1 FROM cd_models WHERE id = ?", {model.id})) pending = search_pending(tx, model);
+    });
+    json::object out = model_to_json(model, names);
+    out["index_pending"] = pending;
+    return out;
 }
 
 asio::awaitable<Model> CustomDataService::update_model(std::string name, json::object patch) {
@@ -426,7 +536,9 @@ asio::awaitable<json::object> CustomDataService::create_record(std::string model
     auto fn = [model, values, now](store::Tx& tx) -> json::object {
         return insert_record(tx, require_model(tx, model), values, false, now);
     };
-    co_return co_await store::co_write(store_, std::move(fn));
+    json::object record = co_await store::co_write(store_, std::move(fn));
+    kick_indexer();  // indexed inline unless an import's records are still pending (then it queues behind them)
+    co_return record;
 }
 
 json::object CustomDataService::get_record(std::string_view model_name, std::string_view id) {
@@ -485,7 +597,10 @@ void CustomDataService::write_record_async(std::string model, std::string id, js
                 *result = internal::update_record(tx, m, require_rid(m, id), values, lenient, now);
             }
         },
-        [result, done = std::move(done)](std::exception_ptr error) { done(error, std::move(*result)); });
+        [this, result, created = id.empty(), done = std::move(done)](std::exception_ptr error) {
+            if (!error && created) kick_indexer();
+            done(error, std::move(*result));
+        });
 }
 
 // --- CSV -------------------------------------------------------------------------------------------------------
@@ -493,25 +608,32 @@ void CustomDataService::write_record_async(std::string model, std::string id, js
 asio::awaitable<ImportResult> CustomDataService::import_csv(std::string model, std::string body, ImportOptions options) {
     const std::int64_t now = clock_.now_ms();
     auto text = std::make_shared<const std::string>(std::move(body));
-    auto fn = [model, text, options, now](store::Tx& tx) -> ImportResult {
+    const std::size_t inline_rows = options_.import_inline_index_rows;
+    auto fn = [model, text, options, now, inline_rows](store::Tx& tx) -> ImportResult {
         StringCsvSource source(*text);
-        return run_import(tx, require_model(tx, model), source, options, now);
+        return run_import(tx, require_model(tx, model), source, options, now, inline_rows);
     };
+    std::optional<ImportResult> result;
     try {
-        co_return co_await store::co_write(store_, std::move(fn));
+        result = co_await store::co_write(store_, std::move(fn));
     } catch (const ImportRolledBack& rolled_back) {
         co_return rolled_back.result;
     }
+    kick_indexer();
+    co_return std::move(*result);
 }
 
 ImportResult CustomDataService::import_csv_sync(std::string_view model, CsvSource& source, const ImportOptions& options) {
     const std::int64_t now = clock_.now_ms();
     ImportResult result;
     try {
-        store_.write_sync([&](store::Tx& tx) { result = run_import(tx, require_model(tx, model), source, options, now); });
+        store_.write_sync([&](store::Tx& tx) { result = run_import(tx, require_model(tx, model), source, options, now,
+                                                          options_.import_inline_index_rows);
+        });
     } catch (const ImportRolledBack& rolled_back) {
         return rolled_back.result;
     }
+    kick_indexer();
     return result;
 }
 
@@ -553,7 +675,8 @@ json::object ImportResult::to_json() const {
                         {"mode", mode == ImportMode::kAllOrNothing ? "all_or_nothing" : "skip_bad_rows"},
                         {"rolled_back", rolled_back},
                         {"errors", std::move(list)},
-                        {"errors_truncated", error_count > errors.size()}};
+                        {"errors_truncated", error_count > errors.size()},
+                        {"index_pending", index_pending}};
 }
 
 }  // namespace parley::customdata

@@ -191,7 +191,7 @@ void delete_record(store::Tx& tx, const Model& model, std::int64_t rid) {
 }
 
 ImportResult run_import(store::Tx& tx, const Model& model, CsvSource& source, const ImportOptions& options,
-                        std::int64_t now_ms) {
+                        std::int64_t now_ms, std::size_t inline_index_rows) {
     ImportResult result;
     result.mode = options.mode;
     source.rewind();
@@ -298,22 +298,12 @@ ImportResult run_import(store::Tx& tx, const Model& model, CsvSource& source, co
         return model.fields[column_field[c]].name;
     };
 
-    // Full-text indexing: one bulk INSERT … SELECT over the new rows at the end instead of a trigger per row
-    // (FTS5 indexes a whole statement's rows several times faster); updated rows are re-indexed one by one.
-    const std::string search = search_expression(model, "");
-    std::int64_t first_new = 0;
-    std::string old_body_sql, delete_doc_sql, add_doc_sql;
-    if (!search.empty()) {
-        drop_search_triggers(tx, model);
-        first_new = tx.query_one(fmt::format("SELECT coalesce(max(rid), 0) + 1 FROM {}", model.table()))->integer(0);
-        if (auto seq = tx.query_one("SELECT seq + 1 FROM sqlite_sequence WHERE name = ?", {model.table()})) {
-            first_new = std::max(first_new, seq->integer(0));
-        }
-        old_body_sql = fmt::format("SELECT {} FROM {} WHERE rid = ?", search, model.table());
-        delete_doc_sql = fmt::format("INSERT INTO {0}({0}, rowid, body) VALUES ('delete', ?, ?)", model.fts_table());
-        add_doc_sql = fmt::format("INSERT INTO {}(rowid, body) SELECT rid, {} FROM {} WHERE rid = ?", model.fts_table(),
-                                  search, model.table());
-    }
+    // Full-text indexing is not done here: without the insert trigger the new rows stay above the model's
+    // watermark, and the background indexer indexes them in batches after the import commits (the import is
+    // bounded by the row inserts alone). Rows updated by id keep their index in step through the update trigger
+    // (rows below the watermark) or are indexed later as they are then (rows above it).
+    const bool searchable = !search_expression(model, "").empty();
+    if (searchable) drop_insert_search_trigger(tx, model);
 
     CsvRow row;
     std::vector<store::Value> values(n);
@@ -393,18 +383,11 @@ ImportResult run_import(store::Tx& tx, const Model& model, CsvSource& source, co
                         if (mapped[i]) params.push_back(values[i]);
                     }
                     params.emplace_back(*rid);
-                    const bool reindex = !search.empty() && *rid < first_new;
-                    std::optional<store::Row> old_body;
-                    if (reindex) old_body = tx.query_one(old_body_sql, {*rid});
                     if (tx.exec(update, params) == 0) {
                         add_error(row_number, row.line, "id", fmt::format("no record {} in model '{}'", *rid, model.name));
                         bad = true;
                     } else {
                         ++result.updated;
-                        if (reindex && old_body) {
-                            tx.exec(delete_doc_sql, {*rid, old_body->text(0)});
-                            tx.exec(add_doc_sql, {*rid});
-                        }
                     }
                 } else {
                     params.emplace_back(now_ms);
@@ -429,13 +412,16 @@ ImportResult run_import(store::Tx& tx, const Model& model, CsvSource& source, co
     if (options.mode == ImportMode::kAllOrNothing && result.failed > 0) {
         result.rolled_back = true;
         result.imported = result.created = result.updated = 0;
-        throw ImportRolledBack{std::move(result)};  // the savepoint rollback also restores the triggers
+        throw ImportRolledBack{std::move(result)};  // the savepoint rollback also restores the trigger
     }
-    if (!search.empty()) {
-        tx.exec(fmt::format("INSERT INTO {}(rowid, body) SELECT rid, {} FROM {} WHERE rid >= ?", model.fts_table(), search,
-                            model.table()),
-                {first_new});
+    if (searchable) {
         install_search(tx, model, false);
+        auto pending = static_cast<std::size_t>(search_pending(tx, model));
+        if (pending > 0 && pending <= inline_index_rows) {
+            index_search_batch(tx, model.id, static_cast<std::int64_t>(inline_index_rows));
+            pending = static_cast<std::size_t>(search_pending(tx, model));
+        }
+        result.index_pending = pending;
     }
     return result;
 }

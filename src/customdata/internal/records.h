@@ -28,8 +28,10 @@ struct ImportRolledBack {
 
 /// Reads `source` from its start and writes rows. Header problems throw core::BadRequest `invalid_header`,
 /// an unreadable encoding `unsupported_encoding`, an empty file `empty_file`.
+/// Full-text indexing is left to the background indexer, unless at most `inline_index_rows` records are then
+/// pending: those are indexed before returning (small imports are searchable at once).
 ImportResult run_import(store::Tx& tx, const Model& model, CsvSource& source, const ImportOptions& options,
-                        std::int64_t now_ms);
+                        std::int64_t now_ms, std::size_t inline_index_rows);
 
 /// Streams the query's rows as CSV to `sink` in chunks of about 64 KiB; returns the number of rows.
 std::size_t run_export(store::Tx& tx, const Model& model, const RecordQuery& query,

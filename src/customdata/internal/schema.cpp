@@ -533,6 +533,12 @@ void check_model(const Model& model, Problems& problems) {
     }
 }
 
+std::optional<Model> load_model_by_id(store::Tx& tx, std::string_view id) {
+    auto row = tx.query_one(fmt::format("SELECT {} FROM cd_models WHERE id = ?", kModelColumns), {std::string(id)});
+    if (!row) return std::nullopt;
+    return model_from_row(*row);
+}
+
 std::optional<Model> load_model(store::Tx& tx, std::string_view name) {
     auto row = tx.query_one(fmt::format("SELECT {} FROM cd_models WHERE name = ?", kModelColumns), {std::string(name)});
     if (!row) return std::nullopt;
@@ -586,6 +592,7 @@ void create_records_table(store::Tx& tx, const Model& model) {
     tx.exec(sql);
     tx.exec(fmt::format("CREATE VIRTUAL TABLE {} USING fts5({})", model.fts_table(), kFtsOptions));
     tx.exec(fmt::format("CREATE INDEX {0}_created ON {0}(created_at)", model.table()));
+    tx.exec("INSERT OR REPLACE INTO cd_search_state (model_id, indexed_upto) VALUES (?, 0)", {model.id});
     sync_indexes(tx, model);
     install_search(tx, model, false);
 }
@@ -594,6 +601,7 @@ void drop_records_table(store::Tx& tx, const Model& model) {
     drop_search_triggers(tx, model);
     tx.exec(fmt::format("DROP TABLE IF EXISTS {}", model.fts_table()));
     tx.exec(fmt::format("DROP TABLE IF EXISTS {}", model.table()));
+    tx.exec("DELETE FROM cd_search_state WHERE model_id = ?", {model.id});
 }
 
 void sync_indexes(store::Tx& tx, const Model& model) {
@@ -638,6 +646,12 @@ std::string search_expression(const Model& model, std::string_view prefix) {
 std::size_t upgrade_search_indexes(store::Tx& tx) {
     std::size_t rebuilt = 0;
     for (const auto& model : load_models(tx)) {
+        // Models from before background indexing were indexed completely by their triggers.
+        if (!tx.query_one("SELECT 1 FROM cd_search_state WHERE model_id = ?", {model.id})) {
+            tx.exec("INSERT INTO cd_search_state (model_id, indexed_upto) VALUES (?, ?)",
+                    {model.id, last_record_id(tx, model)});
+            install_search(tx, model, false);  // the triggers gain their watermark guards
+        }
         auto row = tx.query_one("SELECT sql FROM sqlite_master WHERE name = ?", {model.fts_table()});
         if (row && row->text(0).find("prefix=") != std::string::npos) continue;
         install_search(tx, model, true);
@@ -646,8 +660,66 @@ std::size_t upgrade_search_indexes(store::Tx& tx) {
     return rebuilt;
 }
 
+std::int64_t last_record_id(store::Tx& tx, const Model& model) {
+    std::int64_t last = tx.query_one(fmt::format("SELECT coalesce(max(rid), 0) FROM {}", model.table()))->integer(0);
+    if (auto seq = tx.query_one("SELECT seq FROM sqlite_sequence WHERE name = ?", {model.table()})) {
+        last = std::max(last, seq->integer(0));
+    }
+    return last;
+}
+
+std::int64_t indexed_upto(store::Tx& tx, const Model& model) {
+    auto row = tx.query_one("SELECT indexed_upto FROM cd_search_state WHERE model_id = ?", {model.id});
+    return row ? row->integer(0) : 0;
+}
+
+std::int64_t search_pending(store::Tx& tx, const Model& model) {
+    if (search_expression(model, "").empty()) return 0;
+    const std::int64_t upto = indexed_upto(tx, model);
+    // Rows above the watermark: an O(log n) bound (exact unless pending rows were deleted before indexing).
+    auto first = tx.query_one(fmt::format("SELECT rid FROM {} WHERE rid > ? ORDER BY rid LIMIT 1", model.table()), {upto});
+    if (!first) return 0;
+    auto last = tx.query_one(fmt::format("SELECT max(rid) FROM {}", model.table()));
+    return last->integer(0) - first->integer(0) + 1;
+}
+
+std::int64_t index_search_batch(store::Tx& tx, std::string_view model_id, std::int64_t max_rows) {
+    auto model = load_model_by_id(tx, model_id);
+    if (!model) return 0;
+    auto state = tx.query_one("SELECT indexed_upto FROM cd_search_state WHERE model_id = ?", {model->id});
+    if (!state) return 0;
+    const std::int64_t upto = state->integer(0);
+    const std::string table = model->table();
+    auto hi = tx.query_one(
+        fmt::format("SELECT count(*), max(rid) FROM (SELECT rid FROM {} WHERE rid > ? ORDER BY rid LIMIT ?)", table),
+        {upto, std::max<std::int64_t>(1, max_rows)});
+    const std::int64_t rows = hi ? hi->integer(0) : 0;
+    std::int64_t to = rows > 0 ? hi->integer(1) : upto;
+    if (rows > 0) {
+        const std::string expr = search_expression(*model, "");
+        if (!expr.empty()) {
+            // Current values: a pending row updated since its import is indexed as it is now (the update trigger
+            // skips rows above the watermark); a deleted one is simply absent.
+            tx.exec(fmt::format("INSERT INTO {}(rowid, body) SELECT rid, {} FROM {} WHERE rid > ? AND rid <= ?",
+                                model->fts_table(), expr, table),
+                    {upto, to});
+        }
+    }
+    // Caught up: ids above the last row that no row holds any more (records deleted before they were indexed)
+    // are passed over too, so the next single insert is indexed inline again.
+    if (!tx.query_one(fmt::format("SELECT 1 FROM {} WHERE rid > ? LIMIT 1", table), {to})) {
+        to = std::max(to, last_record_id(tx, *model));
+    }
+    if (to != upto) tx.exec("UPDATE cd_search_state SET indexed_upto = ? WHERE model_id = ?", {to, model->id});
+    return rows;
+}
+
 void drop_search_triggers(store::Tx& tx, const Model& model) {
     for (auto suffix : {"ai", "ad", "au"}) tx.exec(fmt::format("DROP TRIGGER IF EXISTS {}_{}", model.table(), suffix));
+}
+
+void drop_insert_search_trigger(store::Tx& tx, const Model& model) {
+    tx.exec(fmt::format("DROP TRIGGER IF EXISTS {}_ai", model.table()));
 }
 
 void install_search(store::Tx& tx, const Model& model, bool rebuild) {
@@ -661,9 +733,12 @@ void install_search(store::Tx& tx, const Model& model, bool rebuild) {
     std::string new_expr = search_expression(model, "new.");
     if (new_expr.empty()) return;
     std::string old_expr = search_expression(model, "old.");
+    // The model id is new_id()'s hex/alphanumeric text (it already names the table), safe as a literal.
+    const std::string upto = fmt::format("(SELECT indexed_upto FROM cd_search_state WHERE model_id = '{}')", model.id);
     if (rebuild) {
-        tx.exec(fmt::format("INSERT INTO {}(rowid, body) SELECT rid, {} FROM {}", fts, search_expression(model, ""),
-                            table));
+        // Only the rows below the watermark: the ones above are the background indexer's.
+        tx.exec(fmt::format("INSERT INTO {}(rowid, body) SELECT rid, {} FROM {} WHERE rid <= {}", fts,
+                            search_expression(model, ""), table, upto));
     }
     std::string columns;
     for (const auto& f : model.fields) {
@@ -671,15 +746,21 @@ void install_search(store::Tx& tx, const Model& model, bool rebuild) {
         if (!columns.empty()) columns += ", ";
         columns += f.id;
     }
-    tx.exec(fmt::format("CREATE TRIGGER {0}_ai AFTER INSERT ON {0} BEGIN INSERT INTO {1}(rowid, body) VALUES "
-                        "(new.rid, {2}); END",
-                        table, fts, new_expr));
-    tx.exec(fmt::format("CREATE TRIGGER {0}_ad AFTER DELETE ON {0} BEGIN INSERT INTO {1}({1}, rowid, body) VALUES "
-                        "('delete', old.rid, {2}); END",
-                        table, fts, old_expr));
-    tx.exec(fmt::format("CREATE TRIGGER {0}_au AFTER UPDATE OF {3} ON {0} BEGIN INSERT INTO {1}({1}, rowid, body) "
-                        "VALUES ('delete', old.rid, {2}); INSERT INTO {1}(rowid, body) VALUES (new.rid, {4}); END",
-                        table, fts, old_expr, columns, new_expr));
+    // A single insert right after the watermark (nothing pending) is indexed inline and moves the watermark;
+    // any other insert stays pending for the indexer. Updates and deletes touch the index only for rows below
+    // the watermark (contentless FTS5 needs the old text to delete); rows above it are indexed later as they
+    // are then.
+    tx.exec(fmt::format("CREATE TRIGGER {0}_ai AFTER INSERT ON {0} WHEN new.rid = {3} + 1 BEGIN "
+                        "INSERT INTO {1}(rowid, body) VALUES (new.rid, {2}); "
+                        "UPDATE cd_search_state SET indexed_upto = new.rid WHERE model_id = '{4}'; END",
+                        table, fts, new_expr, upto, model.id));
+    tx.exec(fmt::format("CREATE TRIGGER {0}_ad AFTER DELETE ON {0} WHEN old.rid <= {3} BEGIN "
+                        "INSERT INTO {1}({1}, rowid, body) VALUES ('delete', old.rid, {2}); END",
+                        table, fts, old_expr, upto));
+    tx.exec(fmt::format("CREATE TRIGGER {0}_au AFTER UPDATE OF {3} ON {0} WHEN old.rid <= {5} BEGIN "
+                        "INSERT INTO {1}({1}, rowid, body) VALUES ('delete', old.rid, {2}); "
+                        "INSERT INTO {1}(rowid, body) VALUES (new.rid, {4}); END",
+                        table, fts, old_expr, columns, new_expr, upto));
 }
 
 std::string select_columns(const Model& model) {

@@ -41,6 +41,7 @@ void check_model(const Model& model, Problems& problems);
 
 /// Storage (cd_models row) ↔ Model.
 std::optional<Model> load_model(store::Tx& tx, std::string_view name);
+std::optional<Model> load_model_by_id(store::Tx& tx, std::string_view id);
 Model require_model(store::Tx& tx, std::string_view name);  ///< NotFound `model_not_found`
 std::vector<Model> load_models(store::Tx& tx);
 std::map<std::string, std::string> model_names(store::Tx& tx);  ///< id → name
@@ -60,11 +61,30 @@ void drop_search_triggers(store::Tx& tx, const Model& model);
 /// term starting with "abc").
 inline constexpr const char* kFtsOptions =
     "body, content='', tokenize='unicode61 remove_diacritics 2', prefix='3'";
-/// Rebuilds the full-text index of every model created before the prefix index existed; returns how many.
+/// Once per start: gives models from before background indexing their `cd_search_state` row (watermark = last
+/// id: their triggers indexed everything) and guarded triggers; rebuilds the full-text index of every model
+/// created before the prefix index existed. Returns how many indexes were rebuilt.
 std::size_t upgrade_search_indexes(store::Tx& tx);
 /// Recreates the search triggers; with `rebuild`, also empties and refills the full-text index (needed when
-/// the set of searchable fields changed).
+/// the set of searchable fields changed) with the rows up to the watermark (the rest stay pending).
+///
+/// Watermark invariant (`cd_search_state.indexed_upto`): every record with rid <= indexed_upto is in the index
+/// with its current text, no record above it is. Triggers keep rows below it in step; an insert of exactly
+/// indexed_upto + 1 is indexed inline and moves the watermark; everything else above it waits for
+/// index_search_batch, which indexes current values and moves the watermark in the same transaction (a crash
+/// loses both or neither: nothing is indexed twice or missed).
 void install_search(store::Tx& tx, const Model& model, bool rebuild);
+/// Drops only the insert trigger (an import: new rows stay pending for the background indexer; the update and
+/// delete triggers keep handling rows below the watermark). install_search puts it back.
+void drop_insert_search_trigger(store::Tx& tx, const Model& model);
+/// The highest record id the table has used (max(rid) or the AUTOINCREMENT sequence).
+std::int64_t last_record_id(store::Tx& tx, const Model& model);
+std::int64_t indexed_upto(store::Tx& tx, const Model& model);
+/// Records waiting for the background indexer (0 when the model has no searchable field).
+std::int64_t search_pending(store::Tx& tx, const Model& model);
+/// Indexes up to `max_rows` pending records of the model (ascending rid) and moves its watermark; returns how
+/// many records it indexed (0: nothing was pending).
+std::int64_t index_search_batch(store::Tx& tx, std::string_view model_id, std::int64_t max_rows);
 /// The searchable expression over `prefix` ("new." / "old." / "t.") columns; "" when nothing is searchable.
 std::string search_expression(const Model& model, std::string_view prefix);
 
