@@ -10,7 +10,7 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev wrk curl
   libmozjs-102-dev libpq-dev libicu-dev
-  libpoppler-cpp-dev libzip-dev libpugixml-dev libgumbo-dev
+  libpoppler-cpp-dev libzip-dev libpugixml-dev libgumbo-dev libgmime-3.0-dev
   libhnswlib-dev
   chromium nodejs
 )

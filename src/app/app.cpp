@@ -211,6 +211,9 @@ struct App::Impl {
         knowledge::register_actions(registry, *knowledge_service);
         channels::ChannelOptions channel_options;
         channel_options.public_base_url = config.base_url();
+        // Email: attachments of inbound mail, and IMAP/SMTP hosts checked by the same SSRF guard as HTTP.
+        channel_options.email_attachments_dir = (fs::path(config.data_dir) / "email-attachments").string();
+        channel_options.transport_allowlist = outbound::allowlist_from_settings(*settings);
         channel_service = std::make_unique<channels::ChannelService>(*db, clock, *bot_service, *dialogs,
                                                                      *outbound_client, secret_key, channel_options);
         // Operator-panel webhooks: every published event is offered to the webhook service, which queues the

@@ -68,6 +68,8 @@ json::object InboundEvent::to_json() const {
     if (!name.empty()) o["name"] = name;
     if (!language.empty()) o["language"] = language;
     if (!ack.empty()) o["ack"] = ack;
+    if (!email.empty()) o["email"] = email;
+    if (!thread.empty()) o["thread"] = thread;
     if (type == Type::kMessage) {
         switch (message.kind) {
             case scenario::ClientMessage::Kind::kText: o["text"] = message.text; break;
@@ -110,6 +112,11 @@ InboundEvent InboundEvent::from_json(const json::value& value) {
     e.name = text_of(o, "name");
     e.language = text_of(o, "language");
     e.ack = text_of(o, "ack");
+    e.email = text_of(o, "email");
+    if (auto it = o.find("thread"); it != o.end()) {
+        if (!it->value().is_object()) bad_event();
+        e.thread = it->value().get_object();
+    }
     if (e.type == Type::kMessage) {
         if (o.contains("button")) {
             e.message = scenario::ClientMessage::from_button(text_of(o, "button"));
@@ -149,7 +156,8 @@ const Adapter* find_adapter(std::string_view kind) {
         auto* m = new std::map<std::string, std::unique_ptr<Adapter>, std::less<>>();
         for (auto make : {internal::make_telegram_adapter, internal::make_viber_adapter,
                           internal::make_whatsapp_adapter, internal::make_messenger_adapter,
-                          internal::make_instagram_adapter, internal::make_custom_adapter}) {
+                          internal::make_instagram_adapter, internal::make_custom_adapter,
+                          internal::make_email_adapter, internal::make_sms_adapter}) {
             auto a = make();
             std::string k(a->kind());
             m->emplace(std::move(k), std::move(a));
@@ -161,7 +169,7 @@ const Adapter* find_adapter(std::string_view kind) {
 }
 
 std::vector<std::string> adapter_kinds() {
-    return {"telegram", "viber", "whatsapp", "messenger", "instagram", "custom"};
+    return {"telegram", "viber", "whatsapp", "messenger", "instagram", "custom", "email", "sms"};
 }
 
 // --- helpers -------------------------------------------------------------------------------------------------------

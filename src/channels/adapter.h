@@ -7,6 +7,7 @@
 
 #include <boost/json.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -74,6 +75,9 @@ struct InboundEvent {
     std::int64_t watermark_ms = 0;         ///< Messenger: every message to chat_id sent at or before this
     std::string error;                     ///< failed: the platform's reason
 
+    std::string email;    ///< the client's e-mail address (kind email): their client card is found by it
+    json::object thread;  ///< kind-specific conversation state kept for replies (email: subject, Message-IDs)
+
     json::object to_json() const;
     /// Reads what to_json() wrote; throws core::BadRequest when it is not such an object.
     static InboundEvent from_json(const json::value& value);
@@ -117,6 +121,38 @@ struct AdapterLimits {
 /// Maps a button id to the payload sent to the platform (the runtime hashes ids over max_payload_bytes).
 using PayloadOf = std::function<std::string(const std::string& button_id)>;
 
+/// What the runtime gives a Transport (ChannelOptions).
+struct TransportContext {
+    std::string attachments_dir;          ///< "" → inbound attachments are listed in the text but not kept
+    outbound::AllowlistSource allowlist;  ///< the SSRF guard's allow-list for the transport's own connections
+    std::int64_t timeout_ms = 60'000;     ///< one transfer
+    const std::atomic<bool>* cancelled = nullptr;  ///< set → transfers in progress abort (shutdown)
+};
+
+/// What one poll brought.
+struct PollResult {
+    std::vector<InboundEvent> events;
+    std::string cursor;  ///< persisted once `events` are stored; handed to the next poll ("" at first)
+    std::string error;   ///< non-empty: the poll failed (shown as the channel's last_error)
+};
+
+/// A kind that does not speak HTTP (email: IMAP and SMTP). Its calls block; the runtime runs them on its small
+/// transport thread pool, never on an I/O thread. Implementations are stateless and thread-safe.
+class Transport {
+public:
+    virtual ~Transport() = default;
+    /// Pause between two polls of the channel.
+    virtual std::int64_t poll_interval_ms(const ChannelRef& channel) const = 0;
+    /// Fetches what arrived after `cursor`. Events carry idempotency keys, so a re-served item is a duplicate.
+    virtual PollResult poll(const ChannelRef& channel, const std::string& cursor,
+                            const TransportContext& context) const = 0;
+    /// Sends one bot message; `thread` is InboundEvent::thread of the client's latest message ({} when none).
+    /// kOk carries the platform's message id.
+    virtual SendResult send(const ChannelRef& channel, const OutboundContext& to, std::string_view text,
+                            const std::vector<scenario::ReplyButton>& buttons, const json::object& thread,
+                            const TransportContext& context) const = 0;
+};
+
 /// One messenger kind. Implementations are stateless and thread-safe.
 class Adapter {
 public:
@@ -149,11 +185,15 @@ public:
                             const std::vector<scenario::ReplyButton>& buttons, const PayloadOf& payload_of) const = 0;
     /// Classifies the answer to a request made by connect() or render().
     virtual SendResult classify(const outbound::Response& response) const = 0;
+
+    /// Non-HTTP kinds (email): the transport that polls and sends instead of webhooks and render(); null for
+    /// HTTP kinds.
+    virtual const Transport* transport() const { return nullptr; }
 };
 
 /// The adapter of `kind`, or null (email, widget, sms and preview have none here).
 const Adapter* find_adapter(std::string_view kind);
-/// Every kind with an adapter: telegram viber whatsapp messenger instagram custom.
+/// Every kind with an adapter: telegram viber whatsapp messenger instagram custom email.
 std::vector<std::string> adapter_kinds();
 
 // --- helpers shared by the adapters (pure) -----------------------------------------------------------------------

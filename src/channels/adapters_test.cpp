@@ -58,7 +58,8 @@ WebhookRequest signed_request(std::string body, std::string header, std::string 
 
 TEST(Adapters, RegistryAndEventRoundTrip) {
     for (const auto& kind : adapter_kinds()) EXPECT_EQ(adapter(kind).kind(), kind);
-    EXPECT_EQ(find_adapter("email"), nullptr);
+    ASSERT_NE(find_adapter("email"), nullptr);  // email: IMAP/SMTP through its Transport (email_test.cpp)
+    EXPECT_NE(find_adapter("email")->transport(), nullptr);
     EXPECT_EQ(find_adapter("widget"), nullptr);
     InboundEvent e;
     e.type = InboundEvent::Type::kMessage;

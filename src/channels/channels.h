@@ -12,6 +12,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
 #include <condition_variable>
@@ -96,6 +97,12 @@ struct ChannelOptions {
     std::int64_t backoff_base_ms = 1'000;        ///< 5xx / network: base * 2^(attempt-1), capped at backoff_max_ms
     std::int64_t backoff_max_ms = 5 * 60'000;
     std::int64_t request_timeout_ms = 15'000;    ///< every API call except getUpdates (timeout + 10 s)
+    // Non-HTTP kinds (email: IMAP/SMTP through libcurl easy handles, blocking): run on a small pool of their own.
+    std::size_t transport_threads = 2;           ///< polls and sends of such kinds at once
+    std::int64_t transport_timeout_ms = 60'000;  ///< one IMAP/SMTP transfer, login included
+    std::string email_attachments_dir;           ///< inbound attachments kept here ("" → listed, not kept)
+    outbound::AllowlistSource transport_allowlist;  ///< SSRF guard of IMAP/SMTP connections (outbound_allowlist)
+    std::int64_t transport_poll_interval_ms = 0;    ///< > 0 overrides every channel's poll_interval (tests)
 };
 
 /// Migrations of module `channels` (channels, channel_inbox, channel_identities, channel_deliveries).
@@ -194,6 +201,15 @@ public:
     /// run (call before io_context::stop()). The destructor waits at most 5 s.
     void wait_stopped();
 
+    /// A stored inbound e-mail attachment (GET .../channels/{id}/attachments/{name}). NotFound
+    /// `attachment_not_found`.
+    struct AttachmentFile {
+        std::string path;
+        std::string content_type;
+        std::string filename;
+    };
+    AttachmentFile attachment(std::string_view bot_id, std::string_view channel_id, std::string_view name) const;
+
     /// Counters for tests and /metrics.
     struct Stats {
         std::uint64_t received = 0;    ///< inbox rows stored
@@ -242,6 +258,12 @@ private:
     boost::asio::awaitable<void> recover_inbox();
     boost::asio::awaitable<void> poll_loop(std::string channel_id);
     void ensure_polling(const std::string& channel_id);
+    // Transport kinds (email): poll loop and sends on transport_pool_.
+    TransportContext transport_context() const;
+    boost::asio::awaitable<void> transport_poll_loop(std::string channel_id);
+    void ensure_transport_polling(const std::string& channel_id);
+    boost::asio::awaitable<SendResult> transport_send(const Stored& channel, const OutboundContext& to,
+                                                      const bots::DialogService::Delivery& delivery);
     boost::asio::awaitable<void> dispatch_loop();
     boost::asio::awaitable<void> deliver(Stored channel, bots::DialogService::Delivery delivery,
                                          std::optional<Identity> identity);
@@ -290,6 +312,7 @@ private:
     std::size_t running_ = 0;  ///< background coroutines alive
     std::atomic<bool> stopping_{false};
     Stats stats_;
+    std::unique_ptr<boost::asio::thread_pool> transport_pool_;  ///< blocking IMAP/SMTP transfers
 };
 
 void register_routes(http::Router& router, ChannelService& channels);

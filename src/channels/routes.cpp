@@ -1,6 +1,8 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <fstream>
+#include <iterator>
 
 #include "channels/channels.h"
 #include "core/error.h"
@@ -44,6 +46,19 @@ json::object credentials_of(const json::object& body) {
 
 void register_routes(http::Router& router, ChannelService& channels) {
     ChannelService* c = &channels;
+
+    // Inbound e-mail attachments (the email channel lists them in the message text). Sent as a download.
+    router.add(Method::kGet, "/api/v1/bots/{bot}/channels/{id}/attachments/{name}",
+               Access::need("channels", Action::kView), [c](Request& req) -> Awaitable {
+                   auto file = c->attachment(req.param("bot"), req.param("id"), req.param("name"));
+                   std::ifstream in(file.path, std::ios::binary);
+                   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+                   Response res = Response::text(std::move(bytes), file.content_type);
+                   res.headers.emplace_back("content-disposition",
+                                            fmt::format("attachment; filename=\"{}\"", file.filename));
+                   res.headers.emplace_back("x-content-type-options", "nosniff");
+                   co_return res;
+               });
 
     router.add(Method::kPost, "/api/v1/bots/{bot}/channels", Access::need("channels", Action::kEdit),
                [c](Request& req) -> Awaitable {

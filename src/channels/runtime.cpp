@@ -17,6 +17,7 @@
 #include <map>
 #include <set>
 
+#include "asio/offload.h"
 #include "channels/channels.h"
 #include "channels/internal/adapters.h"
 #include "channels/internal/bot_api.h"
@@ -129,6 +130,11 @@ void ChannelService::start(asio::any_io_executor executor) {
     spawn(executor, recover_inbox());
     for (const auto& channel : load_active("telegram")) {
         if (channel.mode() == "polling") ensure_polling(channel.id);
+    }
+    for (const auto& kind : adapter_kinds()) {  // email: IMAP polling
+        const Adapter* adapter = find_adapter(kind);
+        if (!adapter || !adapter->transport()) continue;
+        for (const auto& channel : load_active(kind)) ensure_transport_polling(channel.id);
     }
 }
 
@@ -365,6 +371,7 @@ awaitable<std::string> ChannelService::process_event(const Stored& channel, cons
         clients::NewClient client;
         client.name = event.name;
         client.language = event.language;
+        client.email = event.email;  // email: one client card per address across threads and channels
         bots::DialogInfo dialog = co_await dialogs_.create(channel.bot_id, channel.id, std::move(client));
         dialog_id = dialog.id;
         chat_id.clear();
@@ -379,6 +386,16 @@ awaitable<std::string> ChannelService::process_event(const Stored& channel, cons
                     {channel_id, user, chat, id, now, now});
         };
         co_await store::co_write(store_, std::move(link));
+    }
+    if (!event.thread.empty()) {  // email: the subject and Message-IDs replies are threaded under
+        auto keep = [channel_id = channel.id, user = event.user_id, state = json::serialize(event.thread),
+                     now](store::Tx& tx) {
+            tx.exec("INSERT INTO channel_threads(channel_id, external_user, state, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (channel_id, external_user) DO UPDATE SET state = excluded.state, updated_at = "
+                    "excluded.updated_at",
+                    {channel_id, user, state, now});
+        };
+        co_await store::co_write(store_, std::move(keep));
     }
     bots::Trigger trigger;
     if (event.type == InboundEvent::Type::kStart) {
@@ -528,6 +545,113 @@ awaitable<void> ChannelService::poll_loop(std::string channel_id) {
     }
     std::lock_guard lock(mutex_);
     polling_[channel_id] = false;
+}
+
+// --- transports (email: IMAP polling, SMTP sending) --------------------------------------------------------------
+
+TransportContext ChannelService::transport_context() const {
+    TransportContext context;
+    context.attachments_dir = options_.email_attachments_dir;
+    context.allowlist = options_.transport_allowlist;
+    context.timeout_ms = options_.transport_timeout_ms;
+    context.cancelled = &stopping_;
+    return context;
+}
+
+void ChannelService::ensure_transport_polling(const std::string& channel_id) {
+    std::optional<asio::any_io_executor> executor;
+    {
+        std::lock_guard lock(mutex_);
+        if (!executor_ || stopping_ || polling_[channel_id]) return;
+        polling_[channel_id] = true;
+        executor = executor_;
+    }
+    spawn(*executor, transport_poll_loop(channel_id));
+}
+
+awaitable<void> ChannelService::transport_poll_loop(std::string channel_id) {
+    while (!stopping_) {
+        std::optional<Stored> channel;
+        try {
+            channel = load(channel_id);
+        } catch (const std::exception& e) {
+            log_error("channel_unreadable", channel_id, e.what());
+        }
+        const Adapter* adapter = channel ? find_adapter(channel->kind) : nullptr;
+        const Transport* transport = adapter ? adapter->transport() : nullptr;
+        if (!channel || !transport || channel->status == "disabled") break;
+        std::string cursor = store::read_value(store_, [&](store::Tx& tx) {
+            auto row = tx.query_one("SELECT cursor FROM channel_poll_state WHERE channel_id = ?", {channel_id});
+            return row ? row->text(0) : std::string();
+        });
+        ChannelRef channel_ref = ref(*channel);
+        PollResult result;
+        try {
+            auto work = [transport, channel_ref, cursor, context = transport_context()] {
+                return transport->poll(channel_ref, cursor, context);
+            };
+            result = co_await asio_util::co_offload(*transport_pool_, std::move(work));
+        } catch (const std::exception& e) {
+            result.error = e.what();
+        }
+        if (stopping_) break;  // what this poll fetched is fetched again: the cursor did not move
+        // The events first, then the cursor: a crash in between re-fetches them, and their keys make them duplicates.
+        if (!result.events.empty()) {
+            std::vector<std::int64_t> fresh = co_await store_events(channel_id, result.events);
+            if (!fresh.empty() && options_.process_inbound) {
+                spawn(co_await asio::this_coro::executor, process_all(channel_id, std::move(fresh)));
+            }
+        }
+        if (!result.cursor.empty() && result.cursor != cursor) {
+            std::int64_t now = clock_.now_ms();
+            auto save = [channel_id, next = result.cursor, now](store::Tx& tx) {
+                tx.exec("INSERT INTO channel_poll_state(channel_id, cursor, updated_at) VALUES (?, ?, ?) ON CONFLICT "
+                        "(channel_id) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                        {channel_id, next, now});
+            };
+            co_await store::co_write(store_, std::move(save));
+        }
+        std::string error = redact(*channel, result.error);
+        if (!error.empty()) {
+            log_error("channel_poll_failed", channel_id, error);
+            if (channel->status != "error" || channel->last_error != error) {
+                co_await set_status(channel_id, "error", std::move(error));
+            }
+        } else if (channel->status == "error") {
+            co_await set_status(channel_id, "active", "");
+        }
+        std::int64_t interval = options_.transport_poll_interval_ms > 0 ? options_.transport_poll_interval_ms
+                                                                        : transport->poll_interval_ms(channel_ref);
+        co_await sleep_ms(interval);
+    }
+    std::lock_guard lock(mutex_);
+    polling_[channel_id] = false;
+}
+
+awaitable<SendResult> ChannelService::transport_send(const Stored& channel, const OutboundContext& to,
+                                                     const bots::DialogService::Delivery& d) {
+    const Transport* transport = find_adapter(channel.kind)->transport();
+    json::object thread;
+    store_.read([&](store::Tx& tx) {
+        if (auto row = tx.query_one("SELECT state FROM channel_threads WHERE channel_id = ? AND external_user = ?",
+                                    {channel.id, to.user_id})) {
+            boost::system::error_code ec;
+            json::value v = json::parse(row->text(0), ec);
+            if (!ec && v.is_object()) thread = std::move(v.get_object());
+        }
+    });
+    auto work = [transport, channel_ref = ref(channel), to, text = d.message.text,
+                 buttons = buttons_of(d.message.buttons), thread = std::move(thread), context = transport_context()] {
+        return transport->send(channel_ref, to, text, buttons, thread, context);
+    };
+    try {
+        co_return co_await asio_util::co_offload(*transport_pool_, std::move(work));
+    } catch (const std::exception& e) {
+        SendResult failed;
+        failed.outcome = SendResult::Outcome::kTransient;
+        failed.error = e.what();
+        co_return failed;
+    }
 }
 
 // --- dispatcher ------------------------------------------------------------------------------------------------
@@ -770,24 +894,34 @@ awaitable<bool> ChannelService::deliver_parts(const Stored& channel, const bots:
     to.last_inbound_ms = identity.last_inbound_at;
     to.now_ms = clock_.now_ms();
     std::size_t max_payload = adapter->limits().max_payload_bytes;
-    Rendered rendered = adapter->render(ref(channel), to, d.message.text, buttons_of(d.message.buttons),
-                                        [&](const std::string& id) { return callback_data(id, max_payload); });
+    const Transport* transport = adapter->transport();  // email: one SMTP send instead of HTTP requests
+    Rendered rendered;
+    if (!transport) {
+        rendered = adapter->render(ref(channel), to, d.message.text, buttons_of(d.message.buttons),
+                                   [&](const std::string& id) { return callback_data(id, max_payload); });
+    }
     if (!rendered.refused.empty()) {
         co_await finish(channel, d, "failed", rendered.refused, attempts);
         co_return true;
     }
+    std::size_t parts = transport ? 1 : rendered.requests.size();
     std::string key = chat_key(channel.id, identity.chat);
-    for (std::size_t i = static_cast<std::size_t>(parts_sent); i < rendered.requests.size(); ++i) {
+    for (std::size_t i = static_cast<std::size_t>(parts_sent); i < parts; ++i) {
         if (i > static_cast<std::size_t>(parts_sent)) co_await take_tokens(channel, key);  // the first: dispatcher's
         if (stopping_) co_return false;
-        outbound::Request request = rendered.requests[i];
-        request.timeout_ms = options_.request_timeout_ms;
-        outbound::Response response = co_await send(std::move(request));
-        SendResult result = adapter->classify(response);
+        SendResult result;
+        if (transport) {
+            result = co_await transport_send(channel, to, d);
+        } else {
+            outbound::Request request = rendered.requests[i];
+            request.timeout_ms = options_.request_timeout_ms;
+            outbound::Response response = co_await send(std::move(request));
+            result = adapter->classify(response);
+        }
         result.error = redact(channel, result.error);
         if (result.outcome == SendResult::Outcome::kOk) {
             co_await record_sent(channel, d, identity.chat, result.message_id, i);
-            if (i + 1 < rendered.requests.size()) {
+            if (i + 1 < parts) {
                 auto progress = [dialog = d.dialog_id, n = d.message.n, sent = static_cast<std::int64_t>(i + 1),
                                  attempts](store::Tx& tx) {
                     tx.exec("INSERT INTO channel_deliveries(dialog_id, n, attempts, parts_sent, next_at) "

@@ -12,6 +12,8 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "channels/channels.h"
@@ -120,7 +122,7 @@ json::object Channel::to_json() const {
                      {"created_at", core::format_time(created_at)},
                      {"updated_at", core::format_time(updated_at)}};
     if (!mode.empty()) out["mode"] = mode;
-    if (has_adapter && mode != "polling") out["webhook_path"] = "/hooks/" + id;
+    if (has_adapter && mode != "polling" && kind != "email") out["webhook_path"] = "/hooks/" + id;  // email polls
     return out;
 }
 
@@ -203,6 +205,22 @@ CREATE TABLE channel_dead_letters (
   UNIQUE (dialog_id, n)
 );
 CREATE INDEX channel_dead_letters_by_channel ON channel_dead_letters(channel_id, id);
+)"},
+            // Kinds with a Transport (email): conversation state for replies and the poll cursor.
+            {"channel_transport", 1, "thread state of replies, poll cursors",
+             R"(
+CREATE TABLE channel_threads (
+  channel_id TEXT NOT NULL,
+  external_user TEXT NOT NULL,
+  state TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (channel_id, external_user)
+);
+CREATE TABLE channel_poll_state (
+  channel_id TEXT PRIMARY KEY,
+  cursor TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+);
 )"}};
 }
 
@@ -212,6 +230,7 @@ ChannelService::ChannelService(store::Store& store, const core::Clock& clock, bo
     : store_(store), clock_(clock), bots_(bots), dialogs_(dialogs), client_(client), key_(key),
       options_(std::move(options)) {
     if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
+    transport_pool_ = std::make_unique<asio::thread_pool>(std::max<std::size_t>(1, options_.transport_threads));
     while (!options_.public_base_url.empty() && options_.public_base_url.back() == '/') {
         options_.public_base_url.pop_back();
     }
@@ -290,7 +309,7 @@ awaitable<Channel> ChannelService::create(std::string bot_id, NewChannel in) {
     s.bot_id = bot_id;
     s.kind = in.kind;
     s.credentials = validate_credentials(in.kind, in.credentials);
-    if (!in.api_base_url && adapter && adapter->default_api_base_url().empty()) {
+    if (!in.api_base_url && adapter && adapter->default_api_base_url().empty() && !adapter->transport()) {
         throw core::BadRequest(fmt::format("'api_base_url' is required for {} channels (the endpoint Parley posts "
                                            "replies to)",
                                            in.kind),
@@ -402,6 +421,8 @@ awaitable<void> ChannelService::remove(std::string bot_id, std::string id) {
         tx.exec("DELETE FROM channel_dead_letters WHERE channel_id = ?", {id});
         tx.exec("DELETE FROM channel_identities WHERE channel_id = ?", {id});
         tx.exec("DELETE FROM channel_inbox WHERE channel_id = ?", {id});
+        tx.exec("DELETE FROM channel_threads WHERE channel_id = ?", {id});
+        tx.exec("DELETE FROM channel_poll_state WHERE channel_id = ?", {id});
         tx.exec("DELETE FROM channels WHERE id = ?", {id});
     };
     co_await store::co_write(store_, std::move(erase));
@@ -492,6 +513,7 @@ awaitable<void> ChannelService::connect(Stored channel) {
         co_await set_status(channel.id, "active", "");
     }
     if (channel.mode() == "polling") ensure_polling(channel.id);
+    if (adapter->transport()) ensure_transport_polling(channel.id);  // email: IMAP polling
 }
 
 // --- delivery reports and dead letters -------------------------------------------------------------------------
@@ -640,6 +662,34 @@ awaitable<void> ChannelService::discard_dead_letter(std::string bot_id, std::str
     if (!co_await store::co_write(store_, std::move(erase))) {
         throw core::NotFound(fmt::format("no dead letter '{}'", letter_id), "dead_letter_not_found");
     }
+}
+
+ChannelService::AttachmentFile ChannelService::attachment(std::string_view bot_id, std::string_view channel_id,
+                                                          std::string_view name) const {
+    load_owned(bot_id, channel_id);
+    // Names are what the email adapter wrote: 32 hex digits, optionally "-" and [A-Za-z0-9._-] (never "..").
+    bool safe = name.size() >= 32 && name.size() <= 140 && name.find("..") == std::string_view::npos &&
+                std::all_of(name.begin(), name.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+                });
+    std::string path = fmt::format("{}/{}/{}", options_.email_attachments_dir, channel_id, name);
+    std::error_code ec;
+    if (!safe || options_.email_attachments_dir.empty() || name.ends_with(".type") ||
+        !std::filesystem::is_regular_file(path, ec)) {
+        throw core::NotFound(fmt::format("no attachment '{}'", name), "attachment_not_found");
+    }
+    AttachmentFile file;
+    file.path = path;
+    file.filename = name.size() > 33 ? std::string(name.substr(33)) : std::string(name);
+    std::ifstream type(path + ".type");
+    std::getline(type, file.content_type);
+    bool type_ok = !file.content_type.empty() && file.content_type.size() < 128 &&
+                   std::all_of(file.content_type.begin(), file.content_type.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '.' || c == '-' ||
+                              c == '+' || c == '_';
+                   });
+    if (!type_ok) file.content_type = "application/octet-stream";
+    return file;
 }
 
 ChannelService::Stats ChannelService::stats() const {

@@ -15,6 +15,8 @@ std::unique_ptr<Adapter> make_whatsapp_adapter();
 std::unique_ptr<Adapter> make_messenger_adapter();
 std::unique_ptr<Adapter> make_instagram_adapter();
 std::unique_ptr<Adapter> make_custom_adapter();
+std::unique_ptr<Adapter> make_email_adapter();
+std::unique_ptr<Adapter> make_sms_adapter();  // sms.cpp: Alpha SMS and Infobip
 
 /// POST {api_base_url}/bot{token}/{method} with a JSON body.
 outbound::Request telegram_call(const ChannelRef& channel, std::string_view method, const json::object& args,
