@@ -35,6 +35,7 @@
 #include "outbound/outbound.h"
 #include "outbound/send_request.h"
 #include "operator/operator.h"
+#include "operator/sla.h"
 #include "operator/tickets.h"
 #include "webhooks/webhooks.h"
 #include "widget/widget.h"
@@ -70,6 +71,7 @@ std::vector<store::Migration> all_migrations() {
     for (auto& m : bots::migrations()) out.push_back(m);
     for (auto& m : operators::migrations()) out.push_back(m);
     for (auto& m : operators::ticket_migrations()) out.push_back(m);
+    for (auto& m : operators::sla_migrations()) out.push_back(m);
     for (auto& m : webhooks::migrations()) out.push_back(m);
     for (auto& m : widget::migrations()) out.push_back(m);
     return out;
@@ -162,6 +164,7 @@ struct App::Impl {
         triggers = std::make_unique<bots::TriggerService>(*bot_service, *dialogs);
         operator_service =
             std::make_unique<operators::OperatorService>(*db, clock, *dialogs, *triggers, hub.get(), settings.get());
+        sla_service = std::make_unique<operators::SlaService>(*db, clock, *operator_service, hub.get(), &metrics);
         operators::StaffDirectory staff;
         staff.user_exists = [this](std::string_view id) {
             try {
@@ -242,6 +245,7 @@ struct App::Impl {
         bots::register_routes(router, *bot_service, *dialogs, *triggers, registry);
         operators::register_routes(router, *operator_service);
         operators::register_ticket_routes(router, *tickets);
+        operators::register_sla_routes(router, *sla_service);
         jail::register_routes(router, *jail_service);
         customdata::register_routes(router, *custom_data);
         channels::register_routes(router, *channel_service);
@@ -345,6 +349,7 @@ struct App::Impl {
     std::unique_ptr<bots::TriggerService> triggers;
     std::unique_ptr<operators::OperatorService> operator_service;
     std::unique_ptr<operators::TicketService> tickets;
+    std::unique_ptr<operators::SlaService> sla_service;
     std::unique_ptr<outbound::Client> outbound_client;
     std::unique_ptr<jail::Sandbox> sandbox;
     std::unique_ptr<jail::JailService> jail_service;
@@ -369,6 +374,7 @@ App::~App() {
     if (impl_->channel_service) impl_->channel_service->stop();
     if (impl_->webhook_service) impl_->webhook_service->stop();
     if (impl_->knowledge_service) impl_->knowledge_service->stop();
+    if (impl_->sla_service) impl_->sla_service->stop();
     if (impl_->outbound_client) impl_->outbound_client->shutdown();
     if (!impl_->threads.empty()) {
         impl_->io.stop();
@@ -411,6 +417,7 @@ std::uint16_t App::start() {
     d.widget_service->start(d.io.get_executor());
     d.webhook_service->start(d.io.get_executor());
     asio::co_spawn(d.io, d.maintenance(), asio::detached);
+    asio::co_spawn(d.io, d.sla_service->run(std::chrono::seconds(1)), asio::detached);  // SLA timers, idle timeouts
     asio::co_spawn(d.io, d.scheduler(), asio::detached);
     d.threads.emplace_back([&d] { d.io.run(); });
     for (auto& w : d.workers) {
@@ -445,6 +452,7 @@ void App::wait_for_signal() {
     d.widget_service->wait_stopped();
     d.webhook_service->wait_stopped();
     d.knowledge_service->stop();
+    d.sla_service->stop();
     d.io.stop();
     for (auto& w : d.workers) w->stop();
     for (auto& t : d.threads) t.join();

@@ -565,6 +565,28 @@ asio::awaitable<std::optional<Message>> DialogService::post(std::string dialog_i
     co_return message;
 }
 
+asio::awaitable<void> DialogService::hold(std::string dialog_id) {
+    auto guard = co_await locks_.lock(dialog_id);
+    std::int64_t now = bots_.clock().now_ms();
+    auto write = [dialog_id, now](store::Tx& tx) {
+        auto row = tx.query_one("SELECT state FROM dialogs WHERE id = ?", {dialog_id});
+        if (!row) throw core::NotFound(fmt::format("no dialog '{}'", dialog_id), "dialog_not_found");
+        scenario::DialogState state;
+        if (!row->text(0).empty()) {
+            if (auto parsed = scenario::DialogState::parse(row->text(0))) state = std::move(*parsed);
+        }
+        state.with_operator = true;
+        if (state.waiting == Waiting::kAction) {
+            tx.exec("UPDATE dialogs SET state = ?, updated_at = ? WHERE id = ?", {state.serialize(), now, dialog_id});
+            return;
+        }
+        state.waiting = Waiting::kOperator;
+        tx.exec("UPDATE dialogs SET state = ?, waiting = ?, status = 'operator', updated_at = ? WHERE id = ?",
+                {state.serialize(), waiting_name(state.waiting), now, dialog_id});
+    };
+    co_await store::co_write(bots_.store(), std::move(write));
+}
+
 std::optional<DialogInfo> DialogService::find(std::string_view dialog_id) const {
     std::optional<DialogInfo> out;
     bots_.store().read([&](store::Tx& tx) {

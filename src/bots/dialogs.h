@@ -126,6 +126,11 @@ public:
     boost::asio::awaitable<std::optional<Message>> post(std::string dialog_id, std::string from, std::string text,
                                                         bool release);
 
+    /// The counterpart of `post(..., release = true)`: puts the dialog with an operator (an operator started it),
+    /// so the bot stays silent on the client's messages until a release. A dialog waiting for an action's answer
+    /// is only marked (the scenario goes on when the action answers). NotFound `dialog_not_found`.
+    boost::asio::awaitable<void> hold(std::string dialog_id);
+
     std::optional<DialogInfo> find(std::string_view dialog_id) const;
     /// Messages with n > after, oldest first, at most `limit`.
     std::vector<Message> messages(std::string_view dialog_id, std::int64_t after, std::size_t limit) const;

@@ -513,6 +513,10 @@ boost::asio::awaitable<void> OperatorService::close(const core::Principal& who, 
                 {now, now, dialog_id});
     };
     co_await store::co_write(store_, std::move(write));
+    co_await hand_back(std::move(dialog_id));
+}
+
+boost::asio::awaitable<void> OperatorService::hand_back(std::string dialog_id) {
     // The client goes back to the bot, then the bot's `dialog_closed` triggers run (e.g. a CSAT question).
     std::string from = "system";
     std::string none;
@@ -547,6 +551,53 @@ json::array OperatorService::messages(const core::Principal& who, std::string_vi
         out.push_back(std::move(item));
     }
     return out;
+}
+
+namespace {
+
+/// Whether the dialog is still assigned to `operator_id` with its last message number `last_n` (nothing happened
+/// since a timer decided to act on it).
+bool unchanged(store::Tx& tx, const std::string& dialog_id, const std::string& operator_id, std::int64_t last_n) {
+    auto r = tx.query_one("SELECT o.state, coalesce(o.operator_id, ''), coalesce(d.last_n, 0) FROM op_dialogs o "
+                          "LEFT JOIN dialogs d ON d.id = o.dialog_id WHERE o.dialog_id = ?",
+                          {dialog_id});
+    return r && r->text(0) == "assigned" && r->text(1) == operator_id && r->integer(2) == last_n;
+}
+
+}  // namespace
+
+boost::asio::awaitable<bool> OperatorService::close_idle(std::string dialog_id, std::string operator_id,
+                                                         std::int64_t last_n) {
+    std::int64_t now = clock_.now_ms();
+    auto write = [dialog_id, operator_id, last_n, now](store::Tx& tx) {
+        if (!unchanged(tx, dialog_id, operator_id, last_n)) return false;
+        internal::unload(tx, operator_id);
+        tx.exec("UPDATE op_dialogs SET state = 'closed', closed_at = ?, updated_at = ? WHERE dialog_id = ?",
+                {now, now, dialog_id});
+        return true;
+    };
+    if (!co_await store::co_write(store_, std::move(write))) co_return false;
+    co_await hand_back(std::move(dialog_id));
+    co_return true;
+}
+
+boost::asio::awaitable<bool> OperatorService::requeue_idle(std::string dialog_id, std::string operator_id,
+                                                           std::int64_t last_n) {
+    std::int64_t now = clock_.now_ms();
+    auto write = [dialog_id, operator_id, last_n, now](store::Tx& tx) {
+        if (!unchanged(tx, dialog_id, operator_id, last_n)) return false;
+        internal::unload(tx, operator_id);
+        // Back to its group's queue at its old place (an outgoing dialog never queued: now); another operator
+        // takes it (the dispatch avoids the one who let it wait).
+        tx.exec("UPDATE op_dialogs SET state = 'queue', operator_id = NULL, avoid_operator = ?, "
+                "queued_at = CASE WHEN queued_at = 0 THEN ? ELSE queued_at END, updated_at = ? WHERE dialog_id = ?",
+                {operator_id, now, now, dialog_id});
+        return true;
+    };
+    if (!co_await store::co_write(store_, std::move(write))) co_return false;
+    publish("operator.dialog", json::object{{"dialog_id", dialog_id}, {"status", "queue"}});
+    co_await dispatch_queue();
+    co_return true;
 }
 
 boost::asio::awaitable<std::size_t> OperatorService::dispatch_queue() {
@@ -957,6 +1008,8 @@ boost::asio::awaitable<json::object> OperatorService::start_dialog(const core::P
         return {dialog_id, true};
     };
     auto [dialog_id, assigned] = co_await store::co_write(store_, std::move(write));
+    // The operator holds the dialog now: the bot stays silent on the client's answers, as after a handover.
+    co_await dialogs_.hold(dialog_id);
     if (assigned) {
         publish_dialog_event("operator.dialog",
                              json::object{{"dialog_id", dialog_id}, {"status", "assigned"}, {"operator_id", who.user_id},

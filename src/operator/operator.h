@@ -239,6 +239,15 @@ public:
     /// Assigns queued dialogs (per group, oldest first) to free operators; returns how many.
     boost::asio::awaitable<std::size_t> dispatch_queue();
 
+    // ---- For the SLA timers (sla.h) ------------------------------------------------------------------------
+    /// Closes the dialog as close() does (the client goes back to the bot, `dialog_closed` triggers run) if it is
+    /// still assigned to `operator_id` and its last message is still number `last_n` (nothing happened since the
+    /// timer decided). Returns whether it closed.
+    boost::asio::awaitable<bool> close_idle(std::string dialog_id, std::string operator_id, std::int64_t last_n);
+    /// Under the same conditions puts the dialog back in its group's queue (its old place; the dispatch avoids
+    /// `operator_id`), then serves the queues. Returns whether it moved.
+    boost::asio::awaitable<bool> requeue_idle(std::string dialog_id, std::string operator_id, std::int64_t last_n);
+
 private:
     /// Publishes to one audience: `operator_id` empty → everyone with operator.view (a waiting dialog);
     /// otherwise that operator and the supervisors (operator.delete).
@@ -249,6 +258,8 @@ private:
     /// visible_dialog, and `who` holds it (or is a supervisor): Forbidden otherwise.
     json::object held_dialog(const core::Principal& who, std::string_view dialog_id) const;
     bool auto_connect_enabled() const;
+    /// After a close: the client goes back to the bot, `dialog_closed` triggers run, the queues are served.
+    boost::asio::awaitable<void> hand_back(std::string dialog_id);
 
     store::Store& store_;
     const core::Clock& clock_;
