@@ -13,8 +13,8 @@
 #include <map>
 
 #include "clients/clients.h"
+#include "auth/route_test_server.h"
 #include "clients/test_util.h"
-#include "core/metrics.h"
 #include "http/http.h"
 
 // Lets EXPECT_EQ compare a JSON value with a std::string id (found by argument-dependent lookup).
@@ -32,8 +32,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
-using tcp = asio::ip::tcp;
-using HttpResponse = bhttp::response<bhttp::string_body>;
+using auth::testing::HttpResponse;
 
 std::shared_ptr<const core::Principal> principal(std::string id, std::vector<std::string> rights) {
     auto p = std::make_shared<core::Principal>();
@@ -47,34 +46,18 @@ class ClientRoutesTest : public testing::ClientsTest {
 protected:
     ClientRoutesTest() {
         register_routes(router_, *directory_);
-        principals_["admin"] = principal("admin", {"view", "edit", "delete"});
-        principals_["viewer"] = principal("viewer", {"view"});
-        principals_["editor"] = principal("editor", {"view", "edit"});
-        principals_["nobody"] = principal("nobody", {});
-        config_.max_body_bytes = 4 << 20;
-        server_ = std::make_unique<http::Server>(io_, config_, router_, metrics_,
-                                                 [this](const http::Request& req)
-                                                     -> std::optional<std::shared_ptr<const core::Principal>> {
-                                                     auto h = req.header("authorization");
-                                                     if (h.rfind("Bearer ", 0) != 0) return std::nullopt;
-                                                     auto it = principals_.find(std::string(h.substr(7)));
-                                                     if (it == principals_.end()) return std::nullopt;
-                                                     return it->second;
-                                                 });
-        port_ = server_->start("127.0.0.1", 0);
+        auto config = auth::testing::RouteServer::default_config();
+        config.max_body_bytes = 4 << 20;
+        server_ = std::make_unique<auth::testing::RouteServer>(io_, router_, config);
+        server_->set_principal("admin", principal("admin", {"view", "edit", "delete"}));
+        server_->set_principal("viewer", principal("viewer", {"view"}));
+        server_->set_principal("editor", principal("editor", {"view", "edit"}));
+        server_->set_principal("nobody", principal("nobody", {}));
     }
-    ~ClientRoutesTest() override {
-        std::promise<void> stopped;
-        asio::post(io_, [&] { server_->stop([&] { stopped.set_value(); }); });
-        stopped.get_future().wait();
-        server_.reset();
-    }
+    ~ClientRoutesTest() override { server_.reset(); }
 
     HttpResponse call(bhttp::verb verb, const std::string& target, const std::string& body = {},
                       const std::string& who = "admin", const std::string& content_type = "application/json") {
-        asio::io_context io;
-        tcp::socket socket(io);
-        socket.connect({asio::ip::make_address("127.0.0.1"), port_});
         std::string encoded;
         for (char c : target) {
             if (c == '[') encoded += "%5B";
@@ -83,18 +66,7 @@ protected:
             else if (c == '+') encoded += "%2B";
             else encoded += c;
         }
-        bhttp::request<bhttp::string_body> req{verb, encoded, 11};
-        req.set(bhttp::field::host, "127.0.0.1");
-        if (!who.empty()) req.set(bhttp::field::authorization, "Bearer " + who);
-        if (!body.empty()) req.set(bhttp::field::content_type, content_type);
-        req.body() = body;
-        req.prepare_payload();
-        bhttp::write(socket, req);
-        beast::flat_buffer buffer;
-        bhttp::response_parser<bhttp::string_body> parser;
-        parser.body_limit(64 << 20);
-        bhttp::read(socket, buffer, parser);
-        return parser.release();
+        return server_->call(verb, encoded, body, who, content_type);
     }
     static json::value json_of(const HttpResponse& r) { return json::parse(r.body()); }
     static std::string code_of(const HttpResponse& r) {
@@ -102,11 +74,7 @@ protected:
     }
 
     http::Router router_;
-    core::Config config_;
-    core::Metrics metrics_;
-    std::map<std::string, std::shared_ptr<const core::Principal>> principals_;
-    std::unique_ptr<http::Server> server_;
-    std::uint16_t port_ = 0;
+    std::unique_ptr<auth::testing::RouteServer> server_;
 };
 
 const std::string kBase = "/api/v1/clients";

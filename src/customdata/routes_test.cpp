@@ -8,7 +8,7 @@
 #include <future>
 
 #include "auth/permissions.h"
-#include "core/metrics.h"
+#include "auth/route_test_server.h"
 #include "customdata/customdata.h"
 #include "customdata/test_util.h"
 #include "http/http.h"
@@ -19,8 +19,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
-using tcp = asio::ip::tcp;
-using HttpResponse = bhttp::response<bhttp::string_body>;
+using auth::testing::HttpResponse;
 
 std::shared_ptr<const core::Principal> principal(std::string role, std::vector<std::string> rights) {
     auto p = std::make_shared<core::Principal>();
@@ -34,34 +33,16 @@ class RoutesTest : public testing::CustomDataTest {
 protected:
     RoutesTest() {
         register_routes(router_, *service_);
-        principals_["admin"] = principal("administrator", {"view", "edit", "delete"});
-        principals_["integrator"] = principal("integrator", {"view", "edit", "delete"});
-        principals_["operator"] = principal("operator", {"view"});
-        principals_["supervisor"] = principal("supervisor", {"view", "edit"});
-        config_.max_body_bytes = 1 << 20;
-        server_ = std::make_unique<http::Server>(io_, config_, router_, metrics_,
-                                                 [this](const http::Request& req)
-                                                     -> std::optional<std::shared_ptr<const core::Principal>> {
-                                                     auto h = req.header("authorization");
-                                                     if (h.rfind("Bearer ", 0) != 0) return std::nullopt;
-                                                     auto it = principals_.find(std::string(h.substr(7)));
-                                                     if (it == principals_.end()) return std::nullopt;
-                                                     return it->second;
-                                                 });
-        port_ = server_->start("127.0.0.1", 0);
+        server_ = std::make_unique<auth::testing::RouteServer>(io_, router_);
+        server_->set_principal("admin", principal("administrator", {"view", "edit", "delete"}));
+        server_->set_principal("integrator", principal("integrator", {"view", "edit", "delete"}));
+        server_->set_principal("operator", principal("operator", {"view"}));
+        server_->set_principal("supervisor", principal("supervisor", {"view", "edit"}));
     }
-    ~RoutesTest() override {
-        std::promise<void> stopped;
-        asio::post(io_, [&] { server_->stop([&] { stopped.set_value(); }); });
-        stopped.get_future().wait();
-        server_.reset();
-    }
+    ~RoutesTest() override { server_.reset(); }
 
     HttpResponse call(bhttp::verb verb, const std::string& target, const std::string& body = {},
                       const std::string& who = "admin", const std::string& content_type = "application/json") {
-        asio::io_context io;
-        tcp::socket socket(io);
-        socket.connect({asio::ip::make_address("127.0.0.1"), port_});
         // Brackets are sent percent-encoded (filter%5Bkind%5D%5Beq%5D), as URL libraries do.
         std::string encoded;
         for (char c : target) {
@@ -69,26 +50,12 @@ protected:
             else if (c == ']') encoded += "%5D";
             else encoded += c;
         }
-        bhttp::request<bhttp::string_body> req{verb, encoded, 11};
-        req.set(bhttp::field::host, "127.0.0.1");
-        if (!who.empty()) req.set(bhttp::field::authorization, "Bearer " + who);
-        if (!body.empty()) req.set(bhttp::field::content_type, content_type);
-        req.body() = body;
-        req.prepare_payload();
-        bhttp::write(socket, req);
-        beast::flat_buffer buffer;
-        HttpResponse res;
-        bhttp::read(socket, buffer, res);
-        return res;
+        return server_->call(verb, encoded, body, who, content_type);
     }
     static boost::json::value json_of(const HttpResponse& r) { return boost::json::parse(r.body()); }
 
     http::Router router_;
-    core::Config config_;
-    core::Metrics metrics_;
-    std::map<std::string, std::shared_ptr<const core::Principal>> principals_;
-    std::unique_ptr<http::Server> server_;
-    std::uint16_t port_ = 0;
+    std::unique_ptr<auth::testing::RouteServer> server_;
 };
 
 const std::string kBase = "/api/v1/custom-data/models";

@@ -17,6 +17,7 @@
 
 #include "auth/auth.h"
 #include "auth/permissions.h"
+#include "auth/route_test_server.h"
 #include "bots/bots.h"
 #include "bots/dialogs.h"
 #include "bots/triggers.h"
@@ -36,8 +37,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
 namespace fs = std::filesystem;
-using tcp = asio::ip::tcp;
-using HttpResponse = bhttp::response<bhttp::string_body>;
+using auth::testing::HttpResponse;
 
 constexpr std::int64_t kMin = 60'000;
 constexpr std::int64_t kHour = 60 * kMin;
@@ -712,55 +712,22 @@ protected:
         SlaTest::SetUp();
         register_routes(router_, *service_);
         register_sla_routes(router_, *sla_);
-        for (const char* role : {"supervisor", "operator", "analyst"}) principals_[role] = person(role, role);
-        auto admin = person("administrator", "administrator");
-        auto all = auth::all_permissions();
-        admin->permissions.insert(all.begin(), all.end());
-        principals_["administrator"] = admin;
-        principals_["anna"] = anna_;
-        config_.max_body_bytes = 1 << 20;
-        server_ = std::make_unique<http::Server>(
-            io_, config_, router_, metrics_,
-            [this](const http::Request& req) -> std::optional<std::shared_ptr<const core::Principal>> {
-                auto h = req.header("authorization");
-                if (h.rfind("Bearer ", 0) != 0) return std::nullopt;
-                auto it = principals_.find(std::string(h.substr(7)));
-                if (it == principals_.end()) return std::nullopt;
-                return it->second;
-            });
-        port_ = server_->start("127.0.0.1", 0);
+        server_ = std::make_unique<auth::testing::RouteServer>(io_, router_);  // built-in roles by name
+        server_->set_principal("anna", anna_);
     }
     void TearDown() override {
-        std::promise<void> stopped;
-        asio::post(io_, [&] { server_->stop([&] { stopped.set_value(); }); });
-        stopped.get_future().wait();
+        server_.reset();  // stops gracefully while the io thread still runs
         SlaTest::TearDown();
-        server_.reset();
     }
-    HttpResponse call(bhttp::verb verb, const std::string& target, const std::string& body = {}, const std::string& who = "supervisor") {
-        asio::io_context io;
-        tcp::socket socket(io);
-        socket.connect({asio::ip::make_address("127.0.0.1"), port_});
-        bhttp::request<bhttp::string_body> req{verb, target, 11};
-        req.set(bhttp::field::host, "127.0.0.1");
-        if (!who.empty()) req.set(bhttp::field::authorization, "Bearer " + who);
-        if (!body.empty()) req.set(bhttp::field::content_type, "application/json");
-        req.body() = body;
-        req.prepare_payload();
-        bhttp::write(socket, req);
-        beast::flat_buffer buffer;
-        HttpResponse res;
-        bhttp::read(socket, buffer, res);
-        return res;
+    HttpResponse call(bhttp::verb verb, const std::string& target, const std::string& body = {},
+                      const std::string& who = "supervisor") {
+        return server_->call(verb, target, body, who);
     }
-    static json::value body_of(const HttpResponse& r) { return json::parse(r.body()); }
-    static std::string error_code(const HttpResponse& r) { return std::string(body_of(r).at("error").at("code").as_string()); }
+    static json::value body_of(const HttpResponse& r) { return auth::testing::RouteServer::body_of(r); }
+    static std::string error_code(const HttpResponse& r) { return auth::testing::RouteServer::error_code(r); }
 
     http::Router router_;
-    core::Config config_;
-    std::map<std::string, std::shared_ptr<const core::Principal>> principals_;
-    std::unique_ptr<http::Server> server_;
-    unsigned short port_ = 0;
+    std::unique_ptr<auth::testing::RouteServer> server_;
 };
 
 TEST_F(SlaRoutesTest, CalendarsAndPoliciesOverHttp) {

@@ -12,11 +12,10 @@
 #include <set>
 #include <thread>
 
-#include "auth/permissions.h"
+#include "auth/route_test_server.h"
 #include "bots/bots.h"
 #include "bots/dialogs.h"
 #include "clients/clients.h"
-#include "core/metrics.h"
 #include "http/http.h"
 #include "operator/operator.h"
 #include "operator/tickets.h"
@@ -29,21 +28,7 @@ namespace beast = boost::beast;
 namespace bhttp = beast::http;
 namespace fs = std::filesystem;
 using tcp = asio::ip::tcp;
-using HttpResponse = bhttp::response<bhttp::string_body>;
-
-std::shared_ptr<const core::Principal> role_principal(const std::string& role) {
-    auto p = std::make_shared<core::Principal>();
-    p->user_id = role;
-    p->roles = {role};
-    for (const auto& r : auth::builtin_roles()) {
-        if (r.name == role) p->permissions.insert(r.defaults.begin(), r.defaults.end());
-    }
-    if (role == "administrator") {
-        auto all = auth::all_permissions();
-        p->permissions.insert(all.begin(), all.end());
-    }
-    return p;
-}
+using auth::testing::HttpResponse;
 
 class TicketRoutesTest : public ::testing::Test {
 protected:
@@ -64,52 +49,23 @@ protected:
         dialogs_ = std::make_unique<bots::DialogService>(*bots_, registry_, nullptr, nullptr, nullptr);
         service_ = std::make_unique<TicketService>(*store_, clock_, *dialogs_, nullptr);
         register_ticket_routes(router_, *service_);
-        for (const char* role : {"administrator", "integrator", "supervisor", "operator", "analyst"}) {
-            principals_[role] = role_principal(role);
-        }
-        config_.max_body_bytes = 1 << 20;
-        server_ = std::make_unique<http::Server>(
-            io_, config_, router_, metrics_,
-            [this](const http::Request& req) -> std::optional<std::shared_ptr<const core::Principal>> {
-                auto h = req.header("authorization");
-                if (h.rfind("Bearer ", 0) != 0) return std::nullopt;
-                auto it = principals_.find(std::string(h.substr(7)));
-                if (it == principals_.end()) return std::nullopt;
-                return it->second;
-            });
-        port_ = server_->start("127.0.0.1", 0);
+        server_ = std::make_unique<auth::testing::RouteServer>(io_, router_);
         thread_ = std::thread([this] { io_.run(); });
     }
     ~TicketRoutesTest() override {
-        std::promise<void> stopped;
-        asio::post(io_, [&] { server_->stop([&] { stopped.set_value(); }); });
-        stopped.get_future().wait();
+        server_.reset();  // stops gracefully while the io thread still runs
         work_.reset();
         thread_.join();
-        server_.reset();
         store_->close();
         fs::remove_all(dir_);
     }
 
     HttpResponse call(bhttp::verb verb, const std::string& target, const std::string& body = {},
                       const std::string& who = "operator") {
-        asio::io_context io;
-        tcp::socket socket(io);
-        socket.connect({asio::ip::make_address("127.0.0.1"), port_});
-        bhttp::request<bhttp::string_body> req{verb, target, 11};
-        req.set(bhttp::field::host, "127.0.0.1");
-        if (!who.empty()) req.set(bhttp::field::authorization, "Bearer " + who);
-        if (!body.empty()) req.set(bhttp::field::content_type, "application/json");
-        req.body() = body;
-        req.prepare_payload();
-        bhttp::write(socket, req);
-        beast::flat_buffer buffer;
-        HttpResponse res;
-        bhttp::read(socket, buffer, res);
-        return res;
+        return server_->call(verb, target, body, who);
     }
-    static json::value body_of(const HttpResponse& r) { return json::parse(r.body()); }
-    static std::string error_code(const HttpResponse& r) { return std::string(body_of(r).at("error").at("code").as_string()); }
+    static json::value body_of(const HttpResponse& r) { return auth::testing::RouteServer::body_of(r); }
+    static std::string error_code(const HttpResponse& r) { return auth::testing::RouteServer::error_code(r); }
 
     fs::path dir_;
     core::FakeClock clock_;
@@ -119,13 +75,9 @@ protected:
     std::unique_ptr<bots::DialogService> dialogs_;
     std::unique_ptr<TicketService> service_;
     http::Router router_;
-    core::Config config_;
-    core::Metrics metrics_;
-    std::map<std::string, std::shared_ptr<const core::Principal>> principals_;
     asio::io_context io_;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{io_.get_executor()};
-    std::unique_ptr<http::Server> server_;
-    std::uint16_t port_ = 0;
+    std::unique_ptr<auth::testing::RouteServer> server_;
     std::thread thread_;
 };
 
@@ -134,7 +86,7 @@ TEST_F(TicketRoutesTest, RoleByRoutePermissionMatrix) {
     const std::set<std::string> editors{"administrator", "supervisor", "operator"};
     const std::set<std::string> admins{"administrator", "supervisor"};
     using http::Method;
-    const std::map<std::pair<Method, std::string>, std::set<std::string>> expected = {
+    const std::map<auth::testing::RouteKey, std::set<std::string>> expected = {
         {{Method::kGet, "/api/v1/tickets"}, viewers},
         {{Method::kPost, "/api/v1/tickets"}, editors},
         {{Method::kPost, "/api/v1/operator/dialogs/{id}/ticket"}, editors},
@@ -163,17 +115,7 @@ TEST_F(TicketRoutesTest, RoleByRoutePermissionMatrix) {
         {{Method::kPut, "/api/v1/sla-policies/{priority}"}, admins},
         {{Method::kDelete, "/api/v1/sla-policies/{priority}"}, admins},
     };
-    ASSERT_EQ(router_.routes().size(), expected.size()) << "a route was added without a matrix row";
-    for (const auto& route : router_.routes()) {
-        auto it = expected.find({route->method, route->pattern});
-        ASSERT_NE(it, expected.end()) << route->pattern;
-        for (const auto& [role, principal] : principals_) {
-            bool allowed = route->access.kind != http::Access::Kind::kPermission ||
-                           principal->can(route->access.module, route->access.action);
-            EXPECT_EQ(allowed, it->second.count(role) > 0)
-                << http::method_name(route->method) << " " << route->pattern << " as " << role;
-        }
-    }
+    auth::testing::expect_role_matrix(router_, expected);
     // Through the wire: no credentials → 401, a role without the right → 403.
     EXPECT_EQ(call(bhttp::verb::get, "/api/v1/tickets", "", "").result_int(), 401);
     EXPECT_EQ(call(bhttp::verb::get, "/api/v1/tickets", "", "integrator").result_int(), 403);

@@ -6,8 +6,7 @@
 #include <future>
 #include <map>
 
-#include "auth/permissions.h"
-#include "core/metrics.h"
+#include "auth/route_test_server.h"
 #include "http/http.h"
 #include "webhooks/test_util.h"
 
@@ -18,71 +17,22 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
 namespace json = boost::json;
-using tcp = asio::ip::tcp;
-using HttpResponse = bhttp::response<bhttp::string_body>;
-
-std::shared_ptr<const core::Principal> role_principal(const std::string& role) {
-    auto p = std::make_shared<core::Principal>();
-    p->user_id = role;
-    p->name = role;
-    p->email = role + "@example.com";
-    p->roles = {role};
-    if (role == "administrator") {
-        auto all = auth::all_permissions();
-        p->permissions.insert(all.begin(), all.end());
-    }
-    for (const auto& r : auth::builtin_roles()) {
-        if (r.name == role) p->permissions.insert(r.defaults.begin(), r.defaults.end());
-    }
-    return p;
-}
+using auth::testing::HttpResponse;
 
 class WebhookRoutesTest : public testing::WebhooksTest {
 protected:
     WebhookRoutesTest() {
         register_routes(router_, *service_);
-        for (const char* role : {"administrator", "integrator", "supervisor", "operator", "analyst"}) {
-            principals_[role] = role_principal(role);
-        }
-        server_ = std::make_unique<http::Server>(
-            io_, config_, router_, metrics_,
-            [this](const http::Request& req) -> std::optional<std::shared_ptr<const core::Principal>> {
-                auto h = req.header("authorization");
-                if (h.rfind("Bearer ", 0) != 0) return std::nullopt;
-                auto it = principals_.find(std::string(h.substr(7)));
-                if (it == principals_.end()) return std::nullopt;
-                return it->second;
-            });
-        port_ = server_->start("127.0.0.1", 0);
+        server_ = std::make_unique<auth::testing::RouteServer>(io_, router_);
     }
-    ~WebhookRoutesTest() override {
-        std::promise<void> stopped;
-        asio::post(io_, [&] { server_->stop([&] { stopped.set_value(); }); });
-        stopped.get_future().wait();
-        server_.reset();
-    }
+    ~WebhookRoutesTest() override { server_.reset(); }
 
     HttpResponse call(bhttp::verb verb, const std::string& target, const std::string& body = {},
                       const std::string& who = "administrator") {
-        asio::io_context io;
-        tcp::socket socket(io);
-        socket.connect({asio::ip::make_address("127.0.0.1"), port_});
-        bhttp::request<bhttp::string_body> req{verb, target, 11};
-        req.set(bhttp::field::host, "127.0.0.1");
-        if (!who.empty()) req.set(bhttp::field::authorization, "Bearer " + who);
-        if (!body.empty()) req.set(bhttp::field::content_type, "application/json");
-        req.body() = body;
-        req.prepare_payload();
-        bhttp::write(socket, req);
-        beast::flat_buffer buffer;
-        HttpResponse res;
-        bhttp::read(socket, buffer, res);
-        return res;
+        return server_->call(verb, target, body, who);
     }
-    static json::value body_of(const HttpResponse& r) { return json::parse(r.body()); }
-    static std::string error_code(const HttpResponse& r) {
-        return std::string(body_of(r).at("error").at("code").as_string());
-    }
+    static json::value body_of(const HttpResponse& r) { return auth::testing::RouteServer::body_of(r); }
+    static std::string error_code(const HttpResponse& r) { return auth::testing::RouteServer::error_code(r); }
     json::object create(const std::string& who = "administrator") {
         auto r = call(bhttp::verb::post, "/api/v1/operator/webhooks",
                       json::serialize(json::object{{"url", receiver_->url("/hook")},
@@ -94,11 +44,7 @@ protected:
     }
 
     http::Router router_;
-    core::Config config_;
-    core::Metrics metrics_;
-    std::map<std::string, std::shared_ptr<const core::Principal>> principals_;
-    std::unique_ptr<http::Server> server_;
-    std::uint16_t port_ = 0;
+    std::unique_ptr<auth::testing::RouteServer> server_;
 };
 
 TEST_F(WebhookRoutesTest, RoleMatrix) {
