@@ -7,6 +7,9 @@
 //    200 is an inbox row committed durably (SQLite WAL, synchronous=FULL, group commit) before the answer →
 //    durable inbound messages/s. Inbound processing is off in this phase (ChannelOptions::process_inbound), so
 //    the figure is the ingest path alone; the rows are counted in the store afterwards.
+//    Each phase also prints the store's group commits (fsyncs/s, writes per group) and the process's CPU per
+//    answered webhook (getrusage; server, store and load generator together): with 64 clients that each wait for
+//    their commit, the figure is bound by commit latency, not CPU; --connections 256 shows the capacity.
 // 2. Outbound rate-limit accuracy: with processing on, 1.6·R·S clients each write once to a custom channel whose
 //    bot answers with one message, and one client triggers a scenario that answers with ~1000 messages. The fake
 //    endpoint (in-process, answers at once) timestamps each send: the channel's rate over S seconds (after its
@@ -15,6 +18,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <sys/resource.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -183,6 +187,7 @@ public:
         return store::read_value(*store_, [&](store::Tx& tx) { return tx.query_one(sql)->integer(0); });
     }
     std::uint16_t port() const { return port_; }
+    store::StoreStats store_stats() const { return store_->stats(); }
 
 private:
     std::filesystem::path dir_;
@@ -241,6 +246,25 @@ std::pair<std::int64_t, std::int64_t> load(std::uint16_t port, int connections, 
     return {ok.load(), bad.load()};
 }
 
+/// CPU seconds (user + system) the whole process used so far: server, store and load generator alike.
+double cpu_seconds() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+/// Prints the store's group commits and the CPU each answered webhook cost during one ingest phase.
+void print_costs(const store::StoreStats& before, const store::StoreStats& after, double cpu, std::int64_t ok,
+                 double seconds) {
+    auto commits = after.commits - before.commits;
+    auto txs = after.transactions - before.transactions;
+    std::printf("  %llu group commits (%.0f/s, %.1f writes each), %.1f us CPU per message (server + load generator)\n",
+                static_cast<unsigned long long>(commits), static_cast<double>(commits) / seconds,
+                commits ? static_cast<double>(txs) / static_cast<double>(commits) : 0.0,
+                ok ? cpu * 1e6 / static_cast<double>(ok) : 0.0);
+}
+
 /// Messages per second between the first send after `skip_s` and the last one.
 double measured_rate(const std::vector<Clock::time_point>& times, double skip_s) {
     if (times.size() < 3) return 0;
@@ -280,6 +304,8 @@ int main(int argc, char** argv) {
         std::string bot = env.bot(kEchoScenario);
         std::string tg = env.channel(bot, "telegram", json::object{{"token", kToken}}, sink.url("").substr(0, sink.url("").size() - 1));
         std::string secret = env.webhook_secret(tg);
+        auto stats0 = env.store_stats();
+        double cpu0 = cpu_seconds();
         auto [tg_ok, tg_bad] = load(env.port(), o.connections, o.seconds, [&](std::int64_t n, auto& req) {
             req.target("/hooks/" + tg);
             req.set("X-Telegram-Bot-Api-Secret-Token", secret);
@@ -294,8 +320,12 @@ int main(int argc, char** argv) {
         std::printf("ingest telegram: %.0f durable inbound messages/s (%lld answered 200, %lld other, %lld inbox rows)\n",
                     static_cast<double>(tg_ok) / o.seconds, static_cast<long long>(tg_ok),
                     static_cast<long long>(tg_bad), static_cast<long long>(tg_rows));
+        auto stats1 = env.store_stats();
+        print_costs(stats0, stats1, cpu_seconds() - cpu0, tg_ok, o.seconds);
 
         std::string custom = env.channel(bot, "custom", json::object{{"secret", kSecret}}, sink.url("/ingest"));
+        auto stats2 = env.store_stats();
+        double cpu2 = cpu_seconds();
         auto [c_ok, c_bad] = load(env.port(), o.connections, o.seconds, [&](std::int64_t n, auto& req) {
             req.target("/hooks/" + custom);
             req.body() = json::serialize(json::object{
@@ -308,6 +338,7 @@ int main(int argc, char** argv) {
         std::printf("ingest custom (HMAC): %.0f durable inbound messages/s (%lld answered 200, %lld other, %lld inbox rows)\n",
                     static_cast<double>(c_ok) / o.seconds, static_cast<long long>(c_ok),
                     static_cast<long long>(c_bad), static_cast<long long>(c_rows));
+        print_costs(stats2, env.store_stats(), cpu_seconds() - cpu2, c_ok, o.seconds);
     }
 
     // 2. Outbound rate-limit accuracy.

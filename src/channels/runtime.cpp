@@ -300,7 +300,9 @@ awaitable<void> ChannelService::process(std::string channel_id, std::int64_t upd
                                {channel_id, update_id});
         });
         if (!row || row->text(1) != "pending") co_return;
-        auto channel = load(channel_id);
+        // The registry cache (invalidated by every registry change): no SQLite read and no credential
+        // decryption per inbound message.
+        std::shared_ptr<const Stored> channel = load_cached(channel_id);
         if (!channel) co_return;
         const Adapter* adapter = find_adapter(channel->kind);
         InboundEvent event;
