@@ -43,6 +43,9 @@ struct JailOptions {
     unsigned max_timers = 100;                  ///< setTimeout calls per run
     unsigned watchdog_tick_ms = 5;              ///< how often running JavaScript is interrupted to check limits
     std::size_t context_heap_mb = 512;          ///< hard GC-heap cap of one jail thread's context (JSGC_MAX_BYTES)
+    /// Stop the jail threads (and their contexts) after this long without a run or check in flight; the next
+    /// submission starts them again. 0 = keep them once started.
+    unsigned idle_stop_ms = 0;
 };
 
 /// One HTTP request made by a script's fetch().
@@ -135,11 +138,20 @@ struct SandboxStats {
     std::uint64_t compiled = 0;     ///< compilations into the per-thread caches
     std::uint64_t cache_hits = 0;
     std::uint64_t gcs = 0;          ///< full GCs the sandbox asked for
+    std::uint64_t pool_starts = 0;  ///< times the jail threads were started (first submission, after idle stops)
+    std::uint64_t pool_stops = 0;   ///< idle stops (JailOptions::idle_stop_ms)
+    std::size_t threads = 0;        ///< jail threads running now (0 until the first run or check)
+    std::size_t inflight = 0;       ///< runs and checks submitted and not yet answered
 };
 
 /// The pool of jail threads. Thread-safety: run() and check() may be called from any thread; `done` callbacks
 /// run on a jail thread and must be short (post elsewhere). Destruction stops the threads: queued and running
 /// runs are answered with error `time_limit` ("jail stopping") before the destructor returns.
+///
+/// Started lazily: constructing a Sandbox creates no thread and no SpiderMonkey state. The first run() or check()
+/// (from whichever thread, exactly once however many race) initialises SpiderMonkey (JS_Init, once per process),
+/// creates the jail threads with their contexts and the watchdog, and pays that start-up (tens of ms) itself.
+/// With JailOptions::idle_stop_ms the threads stop again after that long idle.
 class Sandbox {
 public:
     Sandbox(JailOptions options, std::shared_ptr<Fetcher> fetcher);
@@ -147,7 +159,8 @@ public:
     Sandbox(const Sandbox&) = delete;
     Sandbox& operator=(const Sandbox&) = delete;
 
-    /// Runs `input` on the least busy jail thread. `done` is called exactly once.
+    /// Runs `input` on the least busy jail thread (starting the pool first when it is not running). `done` is
+    /// called exactly once; if the pool cannot start, at once with error `time_limit` ("the jail cannot start").
     void run(RunInput input, std::function<void(RunOutput)> done);
 
     /// Compiles `code` without running it; `done(nullopt)` when it compiles, else the first syntax error.
@@ -155,6 +168,8 @@ public:
 
     const JailOptions& options() const { return options_; }
     SandboxStats stats() const;
+    /// Whether the jail threads run now (false until the first run/check, and again after an idle stop).
+    bool started() const;
 
     /// Clamps each limit of `wanted` to [1, maxima].
     Limits clamp(const Limits& wanted) const;

@@ -616,5 +616,183 @@ TEST(SandboxLifecycle, DestroyingTheSandboxAnswersWaitingRuns) {
     held->answer_all(FetchResponse{});  // the mailbox is gone: dropped
 }
 
+// --- lazy start (issue #2: idle RSS) ------------------------------------------------------------------------------
+
+RunOutput run_on(Sandbox& sandbox, std::string code) {
+    auto p = std::make_shared<std::promise<RunOutput>>();
+    auto f = p->get_future();
+    RunInput in;
+    in.script = script(std::move(code));
+    sandbox.run(std::move(in), [p](RunOutput out) { p->set_value(std::move(out)); });
+    EXPECT_EQ(f.wait_for(20s), std::future_status::ready);
+    return f.get();
+}
+
+TEST(SandboxLazyStart, AFreshSandboxStartsNothing) {
+    JailOptions options;
+    options.threads = 3;
+    Sandbox sandbox(options, nullptr);
+    EXPECT_FALSE(sandbox.started());
+    auto s = sandbox.stats();
+    EXPECT_EQ(s.pool_starts, 0u);
+    EXPECT_EQ(s.threads, 0u);
+    // Reading options and clamping limits never start it.
+    EXPECT_EQ(sandbox.options().threads, 3u);
+    EXPECT_EQ(sandbox.clamp(Limits{}).timeout_ms, Limits{}.timeout_ms);
+    EXPECT_FALSE(sandbox.started());
+}  // destroying a never-started sandbox is fine
+
+TEST(SandboxLazyStart, TheFirstRunStartsThePoolAndWorks) {
+    JailOptions options;
+    options.threads = 2;
+    Sandbox sandbox(options, nullptr);
+    auto out = run_on(sandbox, "function main() { return {event: 'first', state: {n: [1, 2].at(-1)}}; }");
+    ASSERT_FALSE(out.error) << out.error->message;
+    EXPECT_EQ(out.event, "first");
+    EXPECT_EQ(out.state.at("n"), 2);
+    EXPECT_TRUE(sandbox.started());
+    auto s = sandbox.stats();
+    EXPECT_EQ(s.pool_starts, 1u);
+    EXPECT_EQ(s.threads, 2u);
+    out = run_on(sandbox, "function main() { return {event: 'second'}; }");
+    EXPECT_EQ(out.event, "second");
+    EXPECT_EQ(sandbox.stats().pool_starts, 1u);
+}
+
+TEST(SandboxLazyStart, TheFirstCheckStartsThePoolToo) {
+    Sandbox sandbox(JailOptions{}, nullptr);
+    std::promise<std::optional<CompileError>> p;
+    sandbox.check("function main( {", [&](std::optional<CompileError> e) { p.set_value(std::move(e)); });
+    auto error = p.get_future().get();
+    ASSERT_TRUE(error);
+    EXPECT_EQ(error->line, 1);
+    EXPECT_TRUE(sandbox.started());
+    EXPECT_EQ(sandbox.stats().pool_starts, 1u);
+}
+
+TEST(SandboxLazyStart, ConcurrentFirstRunsStartThePoolExactlyOnce) {
+    for (int round = 0; round < 3; ++round) {
+        JailOptions options;
+        options.threads = 2;
+        Sandbox sandbox(options, nullptr);
+        constexpr int kCallers = 8;
+        std::atomic<int> ready{0};
+        std::atomic<bool> go{false};
+        std::vector<RunOutput> outs(kCallers);
+        std::vector<std::thread> callers;
+        for (int i = 0; i < kCallers; ++i) {
+            callers.emplace_back([&, i] {
+                ready.fetch_add(1);
+                while (!go.load()) std::this_thread::yield();
+                outs[i] = run_on(sandbox, "function main(ctx) { return {event: 'ok'}; }");
+            });
+        }
+        while (ready.load() < kCallers) std::this_thread::yield();
+        go.store(true);
+        for (auto& t : callers) t.join();
+        for (const auto& out : outs) {
+            EXPECT_FALSE(out.error) << out.error->message;
+            EXPECT_EQ(out.event, "ok");
+        }
+        auto s = sandbox.stats();
+        EXPECT_EQ(s.pool_starts, 1u);
+        EXPECT_EQ(s.threads, 2u);
+        EXPECT_EQ(s.runs, static_cast<std::uint64_t>(kCallers));
+        EXPECT_EQ(s.inflight, 0u);
+    }
+}
+
+TEST(SandboxLazyStart, APoolThatCannotStartAnswersEveryCallerWithAnError) {
+    JailOptions options;
+    options.threads = 1;
+    options.context_heap_mb = 0;  // no GC heap at all: the context's self-hosted code cannot be set up
+    Sandbox sandbox(options, nullptr);
+    auto out = run_on(sandbox, "function main() { return {event: 'never'}; }");
+    ASSERT_TRUE(out.error);
+    EXPECT_EQ(out.error->code, "time_limit");
+    EXPECT_NE(out.error->message.find("cannot start"), std::string::npos) << out.error->message;
+    EXPECT_FALSE(sandbox.started());
+    std::promise<std::optional<CompileError>> p;
+    sandbox.check("function main() {}", [&](std::optional<CompileError> e) { p.set_value(std::move(e)); });
+    auto error = p.get_future().get();
+    ASSERT_TRUE(error);
+    EXPECT_NE(error->message.find("cannot start"), std::string::npos);
+    EXPECT_EQ(sandbox.stats().pool_starts, 0u);
+}
+
+TEST(SandboxLazyStart, AnIdlePoolStopsAndTheNextRunRestartsIt) {
+    JailOptions options;
+    options.threads = 2;
+    options.idle_stop_ms = 100;
+    Sandbox sandbox(options, nullptr);
+    EXPECT_EQ(run_on(sandbox, "function main() { return {event: 'a'}; }").event, "a");
+    EXPECT_TRUE(sandbox.started());
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (sandbox.started() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    EXPECT_FALSE(sandbox.started());
+    auto s = sandbox.stats();
+    EXPECT_EQ(s.pool_stops, 1u);
+    EXPECT_EQ(s.threads, 0u);
+    // The next run starts a new pool (JS_Init is not repeated) and works.
+    auto out = run_on(sandbox, "function main() { return {event: 'b', state: {u: typeof crypto.randomUUID()}}; }");
+    ASSERT_FALSE(out.error) << out.error->message;
+    EXPECT_EQ(out.event, "b");
+    EXPECT_EQ(sandbox.stats().pool_starts, 2u);
+}
+
+TEST(SandboxLazyStart, APoolWithRunsInFlightNeverStops) {
+    auto held = std::make_shared<testing::HeldFetcher>();
+    JailOptions options;
+    options.threads = 1;
+    options.idle_stop_ms = 20;
+    Sandbox sandbox(options, held);
+    std::promise<RunOutput> p;
+    RunInput in;
+    in.script = script("async function main() { const r = await fetch('http://api.example/x'); return {event: await r.text()}; }");
+    sandbox.run(std::move(in), [&](RunOutput out) { p.set_value(std::move(out)); });
+    while (held->held() == 0) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(200ms);  // ten idle periods, but a run waits on fetch
+    EXPECT_TRUE(sandbox.started());
+    EXPECT_EQ(sandbox.stats().pool_stops, 0u);
+    FetchResponse answer;
+    answer.status = 200;
+    answer.body = "answered";
+    held->answer_all(answer);
+    auto out = p.get_future().get();
+    ASSERT_FALSE(out.error) << out.error->message;
+    EXPECT_EQ(out.event, "answered");
+}
+
+TEST(SandboxLazyStart, ADoneCallbackMayRunAgainWhileThePoolStops) {
+    // A `done` that submits again from the jail thread, with the pool stopping at every idle moment: the chained
+    // runs keep working (a new pool starts when needed) and nothing deadlocks.
+    JailOptions options;
+    options.threads = 1;
+    options.idle_stop_ms = 1;
+    options.watchdog_tick_ms = 1;
+    auto sandbox = std::make_unique<Sandbox>(options, nullptr);
+    auto finished = std::make_shared<std::promise<void>>();
+    auto result = finished->get_future();
+    std::atomic<int> left{30};
+    std::function<void(RunOutput)> next;
+    next = [&, finished](RunOutput out) {
+        EXPECT_EQ(out.event, "hop");
+        if (left.fetch_sub(1) == 1) {
+            finished->set_value();
+            return;
+        }
+        if (left.load() % 3 == 0) std::this_thread::sleep_for(20ms);  // let the pool go idle now and then
+        RunInput in;
+        in.script = script("function main() { return {event: 'hop'}; }");
+        sandbox->run(std::move(in), next);
+    };
+    RunInput in;
+    in.script = script("function main() { return {event: 'hop'}; }");
+    sandbox->run(std::move(in), next);
+    EXPECT_EQ(result.wait_for(60s), std::future_status::ready);
+    EXPECT_GT(sandbox->stats().pool_stops, 0u);  // the path was taken: runs chained across stopped pools
+    sandbox.reset();  // joins the jail threads before `next` and `left` go
+}
+
 }  // namespace
 }  // namespace parley::jail

@@ -28,6 +28,8 @@ struct Counters {
     std::atomic<std::uint64_t> compiled{0};
     std::atomic<std::uint64_t> cache_hits{0};
     std::atomic<std::uint64_t> gcs{0};
+    std::atomic<std::uint64_t> pool_starts{0};
+    std::atomic<std::uint64_t> pool_stops{0};
 };
 
 /// What other threads hand to a jail thread.
