@@ -251,6 +251,9 @@ asio::awaitable<void> DialogService::persist(Turn& turn, bool final_step) {
     if (hub_ && hub_->observed() && !batch.empty()) {
         json::object body{{"dialog_id", turn.dialog.id}, {"bot_id", turn.dialog.bot_id}, {"last_n", turn.last_n},
                           {"status", status}};
+        // The turn that hands the dialog to an operator: its messages are the bot's side, not a client writing
+        // to an operator (webhooks must not report them as such).
+        if (status == "operator" && turn.dialog.status != "operator") body["handover"] = true;
         // Operators see the client's messages of dialogs handed to them; the builder sees every bot dialog.
         hub_->publish("dialog.messages", body,
                       events::Audience::permission(status == "operator" ? "operator" : "bots", core::Action::kView));

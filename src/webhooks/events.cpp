@@ -75,6 +75,7 @@ std::vector<MappedEvent> map_event(std::string_view hub_type, std::string_view t
         // The bot module's notice that a dialog got new messages; with status "operator" they are the client's
         // messages to an operator. It carries the last message number, not the text.
         if (text_of("status") != "operator") return out;
+        if (const json::value* h = body.if_contains("handover"); h && h->is_bool() && h->as_bool()) return out;
         json::object data{{"dialog_id", entity}, {"from", "client"}};
         if (const json::value* n = body.if_contains("last_n"); n && n->is_int64()) data["last_n"] = *n;
         add("dialog.message", std::move(data));
